@@ -1,0 +1,207 @@
+"""The Faust wiring, in one place: the app, its topics and tables, and one thin agent per stage.
+
+    articles.raw ─▶ clean ─▶ articles.clean ─▶ dedup ─▶ articles.unique ─▶ tag ─▶ articles.tagged ─▶ alert ─▶ alerts
+                     └─▶ articles.deadletter       └─▶ articles.duplicates
+
+Each agent turns a message into exactly one outcome (an output event, a duplicate or a dead
+letter) by calling the stage's Kafka-free logic in :mod:`streams.stages`, and counts it. Any
+exception from stage logic dead-letters that message with a traceback summary; the partition
+keeps flowing. Run it with ``streams worker``.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from functools import cached_property
+
+import faust
+
+from streams.broker import bootstrap_servers
+from streams.events import CleanArticle, DeadLetter, TaggedArticle
+from streams.metrics import Metrics
+from streams.settings import Settings, get_settings
+from streams.stages import clean_message, traceback_summary
+from streams.stages.alert import RuleEngine, load_rules
+from streams.stages.dedup import Deduplicator, mark_duplicate
+from streams.stages.tag import Tagger
+from streams.stages.validate import dead_letter
+from streams.topics import MAX_MESSAGE_BYTES
+
+
+class StreamsApp(faust.App):
+    """The Faust app plus what its agents share: settings, metrics and the loaded stage models."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        super().__init__(
+            settings.app_id,
+            broker=f"kafka://{bootstrap_servers(settings)}",
+            store="memory://",
+            value_serializer="raw",
+            key_serializer="raw",
+            topic_partitions=settings.partitions,
+            topic_replication_factor=settings.replication_factor,
+            processing_guarantee=settings.processing_guarantee,
+            web_bind=settings.web_host,
+            web_host=settings.web_host,
+            web_port=settings.web_port,
+            datadir=str(settings.data_dir),
+            producer_max_request_size=MAX_MESSAGE_BYTES,
+            consumer_max_fetch_size=MAX_MESSAGE_BYTES,
+            stream_wait_empty=False,
+            broker_commit_interval=0.5,
+        )
+
+    @cached_property
+    def tagger(self) -> Tagger:
+        s = self.settings
+        return Tagger(s.spacy_model, s.knowledge_base, s.taxonomy)
+
+    @cached_property
+    def rules(self) -> list:
+        return load_rules(self.settings.rules, set(self.tagger.kb.entities))
+
+
+app = StreamsApp(get_settings())
+settings, metrics = app.settings, app.metrics
+
+
+def _topic(name: str, partitions: int | None = None) -> faust.TopicT:
+    return app.topic(settings.topic(name), value_type=bytes, key_type=bytes, partitions=partitions)
+
+
+raw_topic = _topic("articles.raw")
+clean_topic = _topic("articles.clean", partitions=1)
+unique_topic = _topic("articles.unique")
+duplicates_topic = _topic("articles.duplicates")
+tagged_topic = _topic("articles.tagged")
+alerts_topic = _topic("alerts")
+deadletter_topic = _topic("articles.deadletter")
+
+# Dedup state: changelog-backed tables, one partition like the topic that feeds them.
+JSON = faust.Schema(key_serializer="json", value_serializer="json")
+dedup_hashes = app.Table("dedup-hashes", partitions=1, schema=JSON)
+dedup_bands = app.Table("dedup-bands", partitions=1, schema=JSON)
+dedup_signatures = app.Table("dedup-signatures", partitions=1,
+                             schema=faust.Schema(key_serializer="json", value_serializer="raw"))
+# Alert suppression: rule + story -> when it fired; co-partitioned with articles.tagged (key = id).
+alerts_fired = app.Table("alerts-fired", schema=JSON)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def send_dead_letter(stage: str, letter: DeadLetter, event: faust.EventT) -> None:
+    msg = event.message
+    letter.stage, letter.topic, letter.partition, letter.offset = stage, msg.topic, msg.partition, msg.offset
+    metrics.deadletters.labels(stage, letter.reason).inc()
+    metrics.articles_out.labels(stage, "deadletter").inc()
+    await deadletter_topic.send(key=(letter.id or "").encode() or None, value=letter.dumps())
+
+
+async def stage_failed(stage: str, event: faust.EventT, exc: BaseException) -> None:
+    """A bug or a poison message: dead-letter it with the traceback summary and carry on."""
+    data = event.value if isinstance(event.value, bytes) else bytes(event.value or b"")
+    msg_id = event.key.decode("utf-8", "replace") if isinstance(event.key, bytes) else None
+    await send_dead_letter(stage, dead_letter(data, stage, "stage_error", traceback_summary(exc), msg_id), event)
+
+
+@app.agent(raw_topic)
+async def clean(stream: faust.StreamT) -> None:
+    async for event in stream.events():
+        metrics.articles_in.labels("clean").inc()
+        started = time.perf_counter()
+        ingested = datetime.fromtimestamp(event.message.timestamp, UTC)
+        out = clean_message(event.value or b"", ingested, settings.max_body_bytes)
+        metrics.stage_seconds.labels("clean").observe(time.perf_counter() - started)
+        if isinstance(out, DeadLetter):
+            await send_dead_letter("clean", out, event)
+            continue
+        await clean_topic.send(key=out.id.encode(), value=out.dumps(), partition=0)
+        metrics.articles_out.labels("clean", "clean").inc()
+        metrics.observe_latency("clean", now(), out.ingested_at, out.published_at)
+
+
+@app.agent(clean_topic)
+async def dedup(stream: faust.StreamT) -> None:
+    dedup_state = Deduplicator(dedup_hashes, dedup_bands, dedup_signatures, threshold=settings.dedup_threshold,
+                               num_perm=settings.dedup_num_perm,
+                               retention_seconds=settings.dedup_retention_days * 86400)
+    async for event in stream.events():
+        metrics.articles_in.labels("dedup").inc()
+        started = time.perf_counter()
+        try:
+            article = CleanArticle.model_validate_json(event.value)
+            verdict = dedup_state.check(article)
+        except Exception as exc:
+            await stage_failed("dedup", event, exc)
+            continue
+        metrics.stage_seconds.labels("dedup").observe(time.perf_counter() - started)
+        if verdict.is_duplicate:
+            metrics.duplicates.labels(verdict.kind).inc()
+            metrics.articles_out.labels("dedup", "duplicate").inc()
+            await duplicates_topic.send(key=article.id.encode(), value=mark_duplicate(article, verdict).dumps())
+        else:
+            metrics.articles_out.labels("dedup", "unique").inc()
+            await unique_topic.send(key=article.id.encode(), value=article.dumps())
+        metrics.observe_latency("dedup", now(), article.ingested_at, article.published_at)
+
+
+@app.agent(unique_topic)
+async def tag(stream: faust.StreamT) -> None:
+    tagger = app.tagger
+    async for events in stream.take_events(settings.tag_batch_size, within=settings.tag_batch_seconds):
+        metrics.articles_in.labels("tag").inc(len(events))
+        metrics.batch_size.labels("tag").observe(len(events))
+        started = time.perf_counter()
+        articles, good = [], []
+        for event in events:
+            try:
+                articles.append(CleanArticle.model_validate_json(event.value))
+                good.append(event)
+            except Exception as exc:
+                await stage_failed("tag", event, exc)
+        try:
+            tagged = tagger.tag_many(articles, batch_size=settings.tag_batch_size)
+        except Exception:  # one bad article must not sink the batch: retry them one by one
+            tagged = []
+            for article, event in zip(articles, list(good), strict=True):
+                try:
+                    tagged.append(tagger.tag(article))
+                except Exception as exc:
+                    good.remove(event)
+                    await stage_failed("tag", event, exc)
+        elapsed = time.perf_counter() - started
+        for article in tagged:
+            metrics.stage_seconds.labels("tag").observe(elapsed / max(1, len(tagged)))
+            await tagged_topic.send(key=article.id.encode(), value=article.dumps())
+            metrics.articles_out.labels("tag", "tagged").inc()
+            metrics.observe_latency("tag", now(), article.ingested_at, article.published_at)
+
+
+@app.agent(tagged_topic)
+async def alert(stream: faust.StreamT) -> None:
+    engine = RuleEngine(app.rules, alerts_fired)
+    async for event in stream.events():
+        metrics.articles_in.labels("alert").inc()
+        started = time.perf_counter()
+        try:
+            article = TaggedArticle.model_validate_json(event.value)
+            alerts = engine.evaluate(article, now())
+        except Exception as exc:
+            await stage_failed("alert", event, exc)
+            continue
+        metrics.stage_seconds.labels("alert").observe(time.perf_counter() - started)
+        for a in alerts:
+            metrics.alerts.labels(a.rule_id, a.severity).inc()
+            await alerts_topic.send(key=a.id.encode(), value=a.dumps())
+            metrics.observe_latency("alert", a.created_at, article.ingested_at, article.published_at)
+        metrics.articles_out.labels("alert", "alerted" if alerts else "no_alert").inc()
+
+
+@app.page("/metrics")
+async def metrics_page(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:
+    return web.bytes(metrics.exposition(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})

@@ -1,0 +1,241 @@
+"""A real single-node Apache Kafka (KRaft, combined broker + controller) on 127.0.0.1.
+
+The jars come from Maven Central through ``deploy/kafka/pom.xml`` (Maven copies the broker and a
+Log4j2 backend into a cached lib dir once); each start formats a fresh data dir, launches
+``kafka.Kafka`` with Java 17 and waits until the broker answers metadata requests. Tests use it as a
+session fixture and ``streams kafka start|stop|status`` drives it from the shell. When
+``STREAMS_BROKER`` is set nothing local is started: everything talks to that cluster instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from streams.settings import PACKAGE_DIR, Settings
+
+KAFKA_DIR = PACKAGE_DIR.parent / "deploy" / "kafka"
+STATE_FILE = "local-kafka.json"
+
+
+class BrokerError(RuntimeError):
+    """The local broker could not be resolved, started or reached."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def kafka_version() -> str:
+    """The Kafka version the project's POM resolves."""
+    text = (KAFKA_DIR / "pom.xml").read_text()
+    return text.split("<kafka.version>", 1)[1].split("<", 1)[0]
+
+
+def resolve_jars(home: Path) -> Path:
+    """Copy the broker's jars from Maven Central into ``home/kafka-<version>/lib`` (once)."""
+    lib = home / f"kafka-{kafka_version()}" / "lib"
+    if lib.is_dir() and any(lib.glob("kafka_2.13-*.jar")):
+        return lib
+    if shutil.which("mvn") is None:
+        raise BrokerError("Maven (`mvn`) is needed to fetch Kafka: install it (apt-get install maven).")
+    tmp = lib.with_name("lib.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    cmd = ["mvn", "-q", "-B", "-f", str(KAFKA_DIR / "pom.xml"), "dependency:copy-dependencies",
+           f"-DoutputDirectory={tmp}"]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise BrokerError(f"Maven could not resolve Kafka:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    tmp.rename(lib)
+    return lib
+
+
+def server_properties(port: int, controller_port: int, log_dir: Path, extra: dict[str, str]) -> str:
+    """The broker config: one node, replication 1 everywhere, no initial rebalance delay."""
+    props = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
+        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "log.dirs": str(log_dir),
+        "num.partitions": "1",
+        "auto.create.topics.enable": "true",
+        "offsets.topic.replication.factor": "1",
+        "offsets.topic.num.partitions": "8",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.num.partitions": "8",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        "group.initial.rebalance.delay.ms": "0",
+        "message.max.bytes": str(8 * 1024 * 1024),
+        "log.retention.hours": "168",
+        **extra,
+    }
+    return "".join(f"{k}={v}\n" for k, v in props.items())
+
+
+def wait_until_ready(bootstrap: str, timeout: float = 90.0, proc: subprocess.Popen | None = None) -> None:
+    """Block until the broker at ``bootstrap`` answers a metadata request."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise BrokerError(f"the broker exited with code {proc.returncode} while starting")
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000,
+                                     client_id="streams-probe")
+            try:
+                admin.describe_cluster()
+                return
+            finally:
+                admin.close()
+        except (KafkaError, OSError, ValueError) as exc:
+            last = exc
+            time.sleep(0.5)
+    raise BrokerError(f"the broker at {bootstrap} did not answer within {timeout:.0f}s: {last}")
+
+
+@dataclass
+class LocalKafka:
+    """One local broker process: ``start()`` it, use ``bootstrap``, ``stop()`` it."""
+
+    home: Path
+    port: int = 0
+    data_dir: Path | None = None
+    extra_properties: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 90.0, detach: bool = False) -> LocalKafka:
+        """Format a fresh data dir, launch the broker and wait until it answers."""
+        if shutil.which("java") is None:
+            raise BrokerError("Java 17+ is needed to run Kafka 4: install it (apt-get install openjdk-17-jre).")
+        lib = resolve_jars(self.home)
+        self.port = self.port or free_port()
+        controller_port = free_port()
+        self.data_dir = self.data_dir or self.home / "run" / f"kafka-{self.port}"
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+        self.data_dir.mkdir(parents=True)
+        config = self.data_dir / "server.properties"
+        config.write_text(server_properties(self.port, controller_port, self.data_dir / "logs",
+                                            self.extra_properties))
+        java = ["java", "-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+                f"-Dlog4j2.configurationFile={KAFKA_DIR / 'log4j2.yaml'}", "-cp", f"{lib}/*"]
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        fmt = subprocess.run([*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)],
+                             capture_output=True, text=True)
+        if fmt.returncode != 0:
+            raise BrokerError(f"formatting the data dir failed:\n{fmt.stdout}{fmt.stderr}")
+        log = open(self.data_dir / "broker.log", "ab")  # noqa: SIM115 - owned by the child process
+        self.proc = subprocess.Popen([*java, "kafka.Kafka", str(config)], stdout=log, stderr=log,
+                                     stdin=subprocess.DEVNULL, start_new_session=detach)
+        log.close()
+        try:
+            wait_until_ready(self.bootstrap, timeout, self.proc)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM, wait for a clean shutdown, SIGKILL only if it does not come."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def __enter__(self) -> LocalKafka:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# -- the background broker behind `streams kafka start|stop|status` ---------------------------------
+
+def state_path(settings: Settings) -> Path:
+    return settings.home / STATE_FILE
+
+
+def read_state(settings: Settings) -> dict | None:
+    """The running background broker's pid and address, or None when none is running."""
+    path = state_path(settings)
+    if not path.exists():
+        return None
+    state = json.loads(path.read_text())
+    try:
+        os.kill(state["pid"], 0)
+    except (ProcessLookupError, PermissionError):
+        path.unlink(missing_ok=True)
+        return None
+    return state
+
+
+def start_background(settings: Settings) -> dict:
+    """Start a broker that outlives this process; remember where it is."""
+    if (state := read_state(settings)) is not None:
+        return state
+    kafka = LocalKafka(home=settings.home, port=settings.kafka_port).start(detach=True)
+    assert kafka.proc is not None
+    state = {"pid": kafka.proc.pid, "bootstrap": kafka.bootstrap, "data_dir": str(kafka.data_dir)}
+    state_path(settings).write_text(json.dumps(state))
+    return state
+
+
+def stop_background(settings: Settings, timeout: float = 30.0) -> bool:
+    """Stop the background broker (SIGTERM, then wait). False when none was running."""
+    state = read_state(settings)
+    if state is None:
+        return False
+    pid = state["pid"]
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        os.kill(pid, signal.SIGKILL)
+    state_path(settings).unlink(missing_ok=True)
+    return True
+
+
+def bootstrap_servers(settings: Settings) -> str:
+    """Where the Kafka clients connect: ``STREAMS_BROKER``, else the background local broker."""
+    if settings.broker:
+        return settings.broker.removeprefix("kafka://")
+    state = read_state(settings)
+    if state is None:
+        raise BrokerError("No broker: run `streams kafka start`, or set STREAMS_BROKER=host:port.")
+    return state["bootstrap"]

@@ -1,0 +1,161 @@
+"""The events on every topic, as pydantic models: the one definition of the wire contract.
+
+``schemas/`` holds their JSON Schemas (``streams schemas --write``); a test keeps the two in sync.
+Every derived event carries the raw message's ``id`` so an article can be followed through all
+stages, and ``ingested_at`` (the Kafka timestamp of the raw message) so every stage can measure
+end-to-end latency.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl
+
+ContentType = Literal["text/plain", "text/html"]
+
+
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("timestamp needs a UTC offset (RFC 3339), e.g. 2026-09-05T06:00:00Z")
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty or whitespace")
+    return value
+
+
+AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
+NonBlank = Annotated[str, AfterValidator(_not_blank)]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Event(BaseModel):
+    """Base of every event: JSON on the wire, strict about unknown fields only where it matters."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    def dumps(self) -> bytes:
+        return self.model_dump_json(exclude_none=False).encode()
+
+
+class RawArticle(Event):
+    """What producers send to ``articles.raw``: one JSON object per message."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=False)
+
+    id: NonBlank = Field(max_length=512, description="Producer-unique id of this message.")
+    url: HttpUrl
+    source: NonBlank = Field(max_length=512, description="The publishing site, e.g. its domain.")
+    title: str | None = None
+    body: NonBlank = Field(description="Article text: plain text or a whole HTML page.")
+    content_type: ContentType = "text/plain"
+    published_at: AwareDatetime
+
+
+class Removed(Event):
+    """Counts of what the clean stage removed, by kind."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class CleanArticle(Event):
+    """``articles.clean`` and ``articles.unique``: the article itself, nothing more, nothing less."""
+
+    id: str
+    url: str
+    source: str
+    title: str
+    body: str = Field(description="Body paragraphs separated by blank lines.")
+    content_type: ContentType
+    published_at: datetime
+    ingested_at: datetime = Field(description="Kafka timestamp of the raw message.")
+    content_hash: str = Field(description="sha256 of the normalised title and body.")
+    word_count: int
+    removed: dict[str, int] = Field(default_factory=dict, description="Blocks removed, by kind.")
+
+
+class DuplicateArticle(CleanArticle):
+    """``articles.duplicates``: a later copy of a story already seen."""
+
+    duplicate_of: str = Field(description="Id of the first sighting of this story.")
+    duplicate_kind: Literal["exact", "near"]
+    similarity: float = Field(ge=0, le=1, description="Estimated Jaccard of word 5-shingles.")
+
+
+class Entity(Event):
+    text: str
+    label: str
+    id: str | None = Field(default=None, description="Canonical knowledge-base id when known.")
+    name: str | None = Field(default=None, description="Canonical name.")
+    count: int = 1
+    start: int = Field(description="Character offset of the first mention in title + body.")
+
+
+class Topic(Event):
+    id: str
+    score: float
+    phrases: list[str] = Field(default_factory=list)
+
+
+class TaggedArticle(CleanArticle):
+    """``articles.tagged``: the clean article plus canonical entities and topics."""
+
+    entities: list[Entity] = Field(default_factory=list)
+    topics: list[Topic] = Field(default_factory=list)
+
+
+class Evidence(Event):
+    entities: list[str] = Field(default_factory=list)
+    topics: list[str] = Field(default_factory=list)
+    keywords: list[str] = Field(default_factory=list)
+
+
+class Alert(Event):
+    """``alerts``: one per rule and story; the id is deterministic so consumers can drop repeats."""
+
+    id: str
+    kind: Literal["rule", "burst"] = "rule"
+    rule_id: str
+    severity: Literal["info", "low", "medium", "high", "critical"]
+    title: str
+    url: str | None = None
+    source: str | None = None
+    article_ids: list[str] = Field(default_factory=list, description="First sighting first.")
+    evidence: Evidence = Field(default_factory=Evidence)
+    published_at: datetime | None = None
+    ingested_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class DeadLetter(Event):
+    """``articles.deadletter``: a message a stage could not use, with why and the original bytes."""
+
+    id: str | None = Field(default=None, description="The message id, when one could be read.")
+    stage: str
+    reason: str = Field(description="Machine-readable reason, e.g. not_json, bad_url, too_large.")
+    detail: str = ""
+    original: str = Field(description="The original message value (base64 when not UTF-8).")
+    original_encoding: Literal["utf-8", "base64"] = "utf-8"
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+    received_at: datetime = Field(default_factory=utcnow)
+
+
+#: Every topic's event model, by logical topic name.
+TOPIC_EVENTS: dict[str, type[Event]] = {
+    "articles.raw": RawArticle,
+    "articles.clean": CleanArticle,
+    "articles.unique": CleanArticle,
+    "articles.duplicates": DuplicateArticle,
+    "articles.tagged": TaggedArticle,
+    "alerts": Alert,
+    "articles.deadletter": DeadLetter,
+}

@@ -1,0 +1,132 @@
+"""Running the pipeline from the outside: worker processes, and reading what came out.
+
+The demo, the integration tests and the benchmark all start workers and read topics the same way,
+through these helpers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from streams.settings import Settings
+
+OUTPUT_TOPICS = ("articles.clean", "articles.unique", "articles.duplicates", "articles.tagged", "alerts",
+                 "articles.deadletter")
+
+
+@dataclass
+class Worker:
+    """One ``streams worker`` process with its own web port and state dir."""
+
+    env: dict[str, str]
+    web_port: int
+    log: Path
+    proc: subprocess.Popen | None = None
+
+    def start(self) -> Worker:
+        env = {**os.environ, **self.env, "STREAMS_WEB_PORT": str(self.web_port)}
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "streams", "worker"], env=env, stdout=log,
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        return self
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}/metrics"
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Wait until the worker's web server answers (agents are up by then)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.proc.returncode}; see {self.log}:\n"
+                                   + self.log.read_text()[-3000:])
+            try:
+                urllib.request.urlopen(self.metrics_url, timeout=1).read()
+                return
+            except OSError:
+                time.sleep(0.3)
+        raise TimeoutError(f"worker did not come up within {timeout:.0f}s; see {self.log}")
+
+    def scrape(self) -> str:
+        return urllib.request.urlopen(self.metrics_url, timeout=5).read().decode()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM (Faust commits and leaves the group), SIGKILL if it hangs."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def worker_env(settings: Settings, bootstrap: str, state_dir: Path) -> dict[str, str]:
+    """The environment a worker needs to join this run's pipeline."""
+    return {"STREAMS_BROKER": bootstrap, "STREAMS_TOPIC_PREFIX": settings.topic_prefix,
+            "STREAMS_APP_ID": settings.app_id, "STREAMS_PARTITIONS": str(settings.partitions),
+            "STREAMS_DATA_DIR": str(state_dir)}
+
+
+@dataclass
+class TopicReader:
+    """Reads every output topic from the beginning; ``events[logical topic]`` holds what arrived."""
+
+    settings: Settings
+    bootstrap: str
+    events: dict[str, list[dict]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from kafka import KafkaConsumer
+
+        self.names = {self.settings.topic(t): t for t in OUTPUT_TOPICS}
+        self.consumer = KafkaConsumer(*self.names, bootstrap_servers=self.bootstrap, auto_offset_reset="earliest",
+                                      enable_auto_commit=False, group_id=None, isolation_level="read_committed",
+                                      consumer_timeout_ms=200, fetch_max_bytes=64 * 1024 * 1024)
+        self.events = {t: [] for t in OUTPUT_TOPICS}
+
+    def poll(self, timeout_ms: int = 500) -> list[tuple[str, dict]]:
+        """New events since the last poll, as (logical topic, event)."""
+        batch = self.consumer.poll(timeout_ms=timeout_ms, max_records=5000)
+        out = []
+        for tp, records in batch.items():
+            topic = self.names[tp.topic]
+            for r in records:
+                event = json.loads(r.value)
+                self.events[topic].append(event)
+                out.append((topic, event))
+        return out
+
+    def follow(self, until: float) -> Iterator[tuple[str, dict]]:
+        while time.monotonic() < until:
+            yield from self.poll()
+
+    def final_ids(self) -> dict[str, list[str]]:
+        """Input ids by where they ended: tagged output, duplicates, or dead letters."""
+        return {"articles.tagged": [e["id"] for e in self.events["articles.tagged"]],
+                "articles.duplicates": [e["id"] for e in self.events["articles.duplicates"]],
+                "articles.deadletter": [e.get("id") for e in self.events["articles.deadletter"]]}
+
+    def accounted(self) -> int:
+        """How many input messages have reached a final place."""
+        return sum(len(self.events[t]) for t in ("articles.tagged", "articles.duplicates", "articles.deadletter"))
+
+    def close(self) -> None:
+        self.consumer.close()

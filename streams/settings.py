@@ -1,0 +1,64 @@
+"""One typed settings object for the whole project, read from ``STREAMS_*`` environment variables.
+
+Every command, worker and test reads configuration from here, so a deployment is described by its
+environment alone (``STREAMS_BROKER=kafka://broker:9092 streams worker``).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DATA_DIR = PACKAGE_DIR / "data"
+
+
+class Settings(BaseSettings):
+    """Pipeline configuration. Each field is ``STREAMS_<FIELD>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="STREAMS_", extra="ignore")
+
+    broker: str | None = Field(
+        default=None,
+        description="Kafka bootstrap servers (host:port[,host:port]). Unset: use the local broker "
+        "started by `streams kafka start`.",
+    )
+    home: Path = Field(
+        default=Path.home() / ".cache" / "streams",
+        description="Where the local broker keeps its jars, data and pid file.",
+    )
+    kafka_port: int = Field(default=0, description="Port of the local broker; 0 picks a free one.")
+    app_id: str = Field(default="streams", description="Faust app id (consumer group, table prefix).")
+    topic_prefix: str = Field(default="", description="Prefix for every topic name (tests isolate runs).")
+    partitions: int = Field(default=4, ge=1, description="Partitions of each stage topic.")
+    replication_factor: int = Field(default=1, ge=1)
+    processing_guarantee: str = Field(default="at_least_once", pattern="^(at_least_once|exactly_once)$")
+    max_body_bytes: int = Field(default=1_000_000, ge=1, description="Larger raw bodies are dead-lettered.")
+
+    dedup_threshold: float = Field(default=0.5, gt=0, le=1, description="Jaccard of word 5-shingles.")
+    dedup_num_perm: int = Field(default=128, ge=16)
+    dedup_retention_days: float = Field(default=7.0, gt=0)
+
+    spacy_model: str | None = Field(default=None, description="spaCy package name or path for NER.")
+    knowledge_base: Path = Field(default=DATA_DIR / "kb.yaml")
+    taxonomy: Path = Field(default=DATA_DIR / "topics.yaml")
+    rules: Path = Field(default=DATA_DIR / "rules.yaml")
+    tag_batch_size: int = Field(default=64, ge=1)
+    tag_batch_seconds: float = Field(default=0.05, gt=0)
+
+    web_host: str = Field(default="127.0.0.1", description="Bind address of the worker web server.")
+    web_port: int = Field(default=6066, description="Worker web server (/metrics, /articles).")
+    data_dir: Path = Field(default=Path("var/worker"), description="Faust table state directory.")
+
+    def topic(self, name: str) -> str:
+        """The full Kafka topic name for a logical topic such as ``articles.raw``."""
+        return f"{self.topic_prefix}{name}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,308 @@
+"""Clean stage: recover exactly the article (title and body paragraphs) from scraped text or HTML.
+
+HTML pages go through trafilatura's main-text extraction first; then every article, HTML or plain,
+is cut into blocks (paragraphs or lines) and each block is judged on general signals rather than
+on any one site's sentences:
+
+* **repetition** - a block equal to the title, a teaser whose text (ellipsis removed) appears in
+  the article again, a paragraph seen before;
+* **shape** - bylines, share rows, breadcrumbs, captions, tag lines, copyright lines, calls to
+  action that address the reader, disclaimers, cookie notices, advertisement slugs;
+* **position** - a short heading such as "Related Articles" or "You May Also Like" after the
+  article starts a tail section that runs to the end; short non-prose blocks before the title, and
+  widget-like runs squeezed between the last paragraph and boilerplate, belong to the page, not
+  the article.
+
+Short real paragraphs inside the article (sub-headings, quotes, lists of fixtures or figures) stay
+because nothing but a positional or shape signal ever removes a block.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import lxml.html
+import trafilatura
+from spacy.lang.en.stop_words import STOP_WORDS
+
+from streams.events import CleanArticle, RawArticle
+
+WORD = re.compile(r"\w+")
+SPACES = re.compile(r"[ \t\u00a0\u2000-\u200b\u202f\u205f\u3000]+")
+ELLIPSIS = re.compile(r"\s*(?:\[\s*(?:…|\.\.\.)\s*\]|…|\.\.\.)\s*")
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200c-\u200f\u2028\u2029\u2060\ufeff]")
+SENTENCE_END = re.compile(r"[.!?:;\"'”’)\]]$")
+
+_TAIL = (
+    r"related(?: articles?| stories| news| posts| content| coverage| reading| links)?"
+    r"|recommended(?: for you| stories| articles| reading| videos)?|recommend(?:ations)?"
+    r"|you (?:may|might|could) (?:also )?(?:like|enjoy|be interested in)|also (?:read|see)|see also"
+    r"|more (?:from|on|in|about) [\w .'&-]{1,40}|more (?:stories|news|articles|headlines|like this|to read)"
+    r"|most (?:read|popular|viewed|shared|watched)|trending(?: now| stories| news)?|popular(?: now| stories)?"
+    r"|further reading|read next|up next|what to read next|top stories|latest(?: news| stories| articles)?"
+    r"|don'?t miss|editor'?s picks|sponsored (?:stories|links|content)|from (?:around|across) the web"
+    r"|comments?|leave a (?:comment|reply)|join the (?:conversation|discussion)"
+)
+TAIL_MARKER = re.compile(rf"^(?:{_TAIL})\s*[:.!]?$", re.I)
+
+#: Block shapes that are page furniture wherever they stand, matched at the start of a block.
+SHAPES: list[tuple[str, re.Pattern[str]]] = [
+    ("byline", re.compile(
+        r"^(?i:by|words by|written by|reporting by|story by)\s+[A-Z][\w.'’-]*"
+        r"(?:\s+(?:[A-Z][\w.'’-]*|and|&|de|van|von|al)){0,5}\s*(?:$|[,|•·–—-]\s*.{0,80}$)")),
+    ("byline", re.compile(
+        r"^(?:(?:updated|published|posted|last updated)\b.{0,60}|\d{1,3} min(?:ute)?s? read)$", re.I)),
+    ("caption", re.compile(
+        r"^[(\[]?\s*(?:photo|image|picture|pic|credit|caption|illustration|video|file photo|photograph)s?"
+        r"\s*(?:credit)?\s*[:)|\-–—].{0,150}$", re.I)),
+    ("caption", re.compile(r"^[(\[][^()\[\]]{0,80}(?:getty images|reuters|afp|ap photo|shutterstock|epa)[)\]]$",
+                           re.I)),
+    ("advertisement", re.compile(
+        r"^(?:advertisement|advertising|ad|sponsored(?: content)?|promoted|story continues below(?: advertisement)?"
+        r"|continue reading(?: below)?|scroll to continue(?: with content)?|article continues below)\s*[:.]?$", re.I)),
+    ("read_more", re.compile(
+        r"^(?:read more|read also|also read|see also|related|more|watch|listen|recommended|don't miss)"
+        r"\s*[:>»|–—-]\s*\S.{0,200}$", re.I)),
+    ("tags", re.compile(r"^(?:tags?|topics?|filed under|categories|category|keywords)\s*[:|]\s*.{0,300}$", re.I)),
+    ("copyright", re.compile(r"^(?:©|\(c\)|copyright\b).{0,200}$", re.I)),
+    ("disclaimer", re.compile(r"^(?:disclaimer|disclosure|legal notice|risk warning)\s*[:.-]", re.I)),
+]
+
+#: Phrases that mark a short block as furniture wherever they occur in it (searched, not matched).
+PHRASES: list[tuple[str, int, re.Pattern[str]]] = [
+    ("copyright", 40, re.compile(r"\ball rights reserved\b", re.I)),
+    ("cookie", 60, re.compile(r"\b(?:we use cookies|cookie (?:policy|settings|preferences)|accept (?:all )?cookies)\b",
+                              re.I)),
+    ("disclaimer", 120, re.compile(
+        r"\b(?:for (?:general )?informational purposes only|(?:is|are|does) not (?:constitute )?"
+        r"(?:financial|investment) advice|do(?:es)? not necessarily reflect the views?"
+        r"|infringes? (?:on )?(?:third[- ]party|your|the) (?:rights|copyright))\b", re.I)),
+]
+
+CTA_WORDS = re.compile(
+    r"\b(?:newsletters?|subscribe|subscription|sign(?:ing)? up|signup|inbox|click here|tap here|follow us|"
+    r"download (?:our|the) app|join (?:us|our)|register (?:now|today|here)|free trial|premium members?|"
+    r"unlock|don'?t miss out|stay (?:informed|updated|ahead|there))\b", re.I)
+READER = re.compile(r"\b(?:you|your|you're|yours|our|us)\b", re.I)
+SHARE_WORDS = {"share", "shares", "facebook", "twitter", "x", "linkedin", "email", "e", "mail", "whatsapp",
+               "print", "copy", "link", "tweet", "pinterest", "reddit", "telegram", "on", "this", "article",
+               "story", "via", "messenger", "comment", "comments", "save", "flipboard"}
+SHARE_CUE = {"share", "facebook", "twitter", "linkedin", "whatsapp", "tweet", "pinterest", "telegram"}
+PRICED = re.compile(r"[$€£¥₿%]|\b[A-Z]{2,6}\b|\([A-Z]{2,6}\)")
+CRUMB_SEP = re.compile(r"\s*(?:›|»|>|/|\||→|::)\s*")
+
+
+@dataclass(slots=True)
+class Block:
+    text: str
+    words: list[str] = field(default_factory=list)
+    kind: str | None = None  # why it was removed; None = kept
+
+    @property
+    def n(self) -> int:
+        return len(self.words)
+
+    def is_prose(self) -> bool:
+        """A sentence-like paragraph: long enough, ends like a sentence, uses function words."""
+        if self.n < 8:
+            return False
+        stop = sum(w in STOP_WORDS for w in self.words) / self.n
+        return stop >= 0.2 and bool(SENTENCE_END.search(self.text))
+
+
+@dataclass(slots=True)
+class Cleaned:
+    title: str
+    paragraphs: list[str]
+    removed: Counter[str]
+
+    @property
+    def body(self) -> str:
+        return "\n\n".join(self.paragraphs)
+
+
+def normalise(text: str) -> str:
+    """NFC, one kind of space, no control characters, stripped lines, at most one blank line."""
+    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
+    text = CONTROL.sub("", text)
+    lines = [SPACES.sub(" ", line).strip() for line in text.split("\n")]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+def words(text: str) -> list[str]:
+    return WORD.findall(text.lower())
+
+
+def key(text: str) -> str:
+    """Comparison form of a text: its lower-cased words, single-spaced."""
+    return " ".join(words(text))
+
+
+def content_hash(title: str, body: str) -> str:
+    """sha256 of the normalised body text: equal for the same text under another id, url or title."""
+    return hashlib.sha256(key(body).encode()).hexdigest()
+
+
+def split_blocks(text: str) -> list[Block]:
+    """Paragraphs split on blank lines; inside a paragraph each line is a block unless hard-wrapped."""
+    blocks: list[Block] = []
+    for para in text.split("\n\n"):
+        lines = [line for line in para.split("\n") if line]
+        merged: list[str] = []
+        for line in lines:
+            prev = merged[-1] if merged else ""
+            if prev and not SENTENCE_END.search(prev) and line[:1].islower() and len(prev) > 40:
+                merged[-1] = f"{prev} {line}"  # a hard-wrapped sentence continues
+            else:
+                merged.append(line)
+        blocks.extend(Block(line, words(line)) for line in merged)
+    return blocks
+
+
+def shape_of(block: Block) -> str | None:
+    """The boilerplate kind a block's shape says it is, or None."""
+    text = block.text
+    if TAIL_MARKER.match(text) and block.n <= 8:
+        return "tail"
+    for kind, pattern in SHAPES:
+        if pattern.match(text):
+            return kind
+    for kind, max_words, pattern in PHRASES:
+        if block.n <= max_words and pattern.search(text):
+            return kind
+    if block.n and block.n <= 40 and CTA_WORDS.search(text) and READER.search(text):
+        return "call_to_action"
+    if (block.n and block.n <= 16 and SHARE_CUE & set(block.words)
+            and sum(w in SHARE_WORDS for w in block.words) / block.n >= 0.6):
+        return "share"
+    parts = [p for p in CRUMB_SEP.split(text) if p]
+    if (len(parts) >= 3 and len(CRUMB_SEP.findall(text)) >= 2 and all(len(p.split()) <= 4 for p in parts)
+            and not any(ch.isdigit() for ch in text)):
+        return "breadcrumb"
+    return None
+
+
+def is_widget(block: Block) -> bool:
+    """A price ticker, logo alt text or chart label: a handful of tokens, no sentence."""
+    return block.n <= 6 and not block.text.endswith(".") and len(block.text) <= 60
+
+
+def looks_priced(block: Block) -> bool:
+    """A widget block with a price, a percentage or a ticker in it."""
+    return bool(PRICED.search(block.text))
+
+
+def clean_blocks(blocks: list[Block], title: str) -> None:
+    """Mark every boilerplate block with the kind that removes it (in place)."""
+    title_key = key(title)
+    all_keys = [key(b.text) for b in blocks]
+
+    # 1. shapes, and the tail section a marker heading starts
+    seen_prose = False
+    for i, block in enumerate(blocks):
+        kind = shape_of(block)
+        if kind == "tail" and seen_prose:
+            for rest in blocks[i:]:
+                rest.kind = rest.kind or "related"
+            break
+        if kind and kind != "tail":
+            block.kind = kind
+        seen_prose = seen_prose or (block.kind is None and block.is_prose())
+
+    # 2. repetition: the title again, teasers of the text, paragraphs seen before
+    seen: set[str] = set()
+    in_body = False
+    for i, block in enumerate(blocks):
+        if block.kind:
+            continue
+        k = all_keys[i]
+        if title_key and k == title_key:
+            block.kind = "title"
+        elif _is_teaser(block, i, all_keys, in_body):
+            block.kind = "teaser"
+        elif k in seen and block.is_prose():
+            block.kind = "repeat"
+        seen.add(k)
+        in_body = in_body or (block.kind is None and block.is_prose())
+
+    # 3. position: page header before the title line, widget runs before trailing boilerplate
+    title_at = next((i for i, b in enumerate(blocks) if b.kind == "title"), None)
+    if title_at is not None and title_at <= 6:
+        head = blocks[:title_at]
+        if all(b.kind or b.n <= 12 for b in head):
+            for b in head:
+                b.kind = b.kind or "header"
+    kept = [i for i, b in enumerate(blocks) if b.kind is None]
+    last_prose = max((i for i in kept if blocks[i].is_prose()), default=None)
+    if last_prose is not None:
+        run: list[Block] = []
+        for block in blocks[last_prose + 1:]:
+            if block.kind is None and is_widget(block):
+                run.append(block)
+            elif block.kind is None:
+                run = []
+            elif block.kind in {"disclaimer", "copyright", "call_to_action", "share"}:
+                if sum(map(looks_priced, run)) * 3 >= len(run):
+                    for b in run:
+                        b.kind = "widget"
+                run = []
+
+
+def _is_teaser(block: Block, i: int, all_keys: list[str], in_body: bool) -> bool:
+    """A lead-in repeated from the article: cut with an ellipsis, or a copy of a later paragraph.
+
+    Either every piece of it (split at ellipses) appears again in another block, or, above the
+    article body, it starts like a later paragraph and is no more than two copies of it long.
+    """
+    if ELLIPSIS.search(block.text):
+        pieces = [p for p in (key(p) for p in ELLIPSIS.split(block.text)) if p.count(" ") >= 3]
+        others = " \n ".join(all_keys[i + 1:])
+        if pieces and all(p in others for p in pieces):
+            return True
+    if in_body or block.n < 8:
+        return False
+    head = " ".join(block.words[:8])
+    return any(k.startswith(head) and len(k) * 2.2 >= len(all_keys[i]) for k in all_keys[i + 1:])
+
+
+def extract_html(html: str) -> tuple[str, str]:
+    """Main text (paragraphs one per line) and title of an HTML page, by trafilatura."""
+    tree = lxml.html.fromstring(html)
+    heading = tree.find(".//h1")
+    title = heading.text_content() if heading is not None else (tree.findtext(".//title") or "")
+    text = trafilatura.extract(tree, favor_precision=True, include_comments=False, include_tables=True)
+    return text or "", title
+
+
+def clean_text(body: str, title: str | None = None, content_type: str = "text/plain") -> Cleaned:
+    """The article title and paragraphs inside ``body``, and counts of what was removed."""
+    page_title = ""
+    if content_type == "text/html":
+        body, page_title = extract_html(body)
+    body = normalise(body)
+    title = normalise(title or "") or normalise(page_title)
+    blocks = split_blocks(body)
+    clean_blocks(blocks, title)
+    if not title:
+        first = next((b for b in blocks if b.kind is None), None)
+        if first is not None and first.n <= 20 and not first.text.endswith("."):
+            title, first.kind = first.text, "title"
+    removed = Counter(b.kind for b in blocks if b.kind and b.kind != "title")
+    return Cleaned(title, [b.text for b in blocks if b.kind is None], removed)
+
+
+def clean_article(raw: RawArticle, ingested_at: datetime) -> CleanArticle:
+    """The ``articles.clean`` event for one valid raw article."""
+    cleaned = clean_text(raw.body, raw.title, raw.content_type)
+    return CleanArticle(
+        id=raw.id, url=str(raw.url), source=raw.source, title=cleaned.title, body=cleaned.body,
+        content_type=raw.content_type, published_at=raw.published_at, ingested_at=ingested_at,
+        content_hash=content_hash(cleaned.title, cleaned.body),
+        word_count=len(words(cleaned.title)) + len(words(cleaned.body)),
+        removed=dict(cleaned.removed),
+    )

@@ -1,0 +1,295 @@
+"""Tag stage: canonical entities and topics with spaCy, tuned for alerting.
+
+The pipeline is assembled here and nowhere else (:func:`build_nlp`):
+
+1. a statistical NER when one is configured (``STREAMS_SPACY_MODEL``: an installed package or a
+   path), otherwise ``spacy.blank("en")``;
+2. ``streams_kb``: the knowledge base (``kb.yaml``) as phrase patterns - countries and demonyms
+   from pycountry plus the user's entities; ambiguous tickers count only in ticker context
+   ("$PEOPLE", "(PEOPLE)", "PEOPLE/USD"); KB matches win over the statistical model;
+3. ``streams_patterns``: people introduced by a title or a reporting verb, money and percentages;
+4. canonicalisation (:func:`canonical_entities`): aliases map to the KB id, and a later
+   surname-only mention joins the earlier full name in the same article.
+
+Topics come from a taxonomy file (``topics.yaml``) matched on lower-cased tokens.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import spacy
+import yaml
+from spacy.lang.en.stop_words import STOP_WORDS
+from spacy.language import Language
+from spacy.matcher import PhraseMatcher
+from spacy.tokens import Doc, Span
+from spacy.util import filter_spans
+
+from streams.events import CleanArticle, Entity, TaggedArticle, Topic
+
+TITLES = ("President|Prime Minister|Finance Minister|Foreign Minister|Minister|Chancellor|Secretary|"
+          "Governor|Senator|Chairman|Chairwoman|Chair|Chief Executive|CEO|CFO|Director|Mr|Mrs|Ms|Dr|Sir|"
+          "Lord|Lady|King|Queen|Prince|Judge|General|Commissioner|Spokesman|Spokeswoman|Founder|Mayor|"
+          "Ambassador|Premier|Deputy|Coach|Manager|chief executive|president|chairman|governor|minister")
+NAME = r"[A-Z][a-z]+(?:[-'][A-Z][a-z]+)?"
+VERBS = "said|says|told|added|warned|announced|explained|argued|insisted"
+#: "Finance Minister Anton Siluanov", "Mr Blair": a title, then one to three capitalised names.
+TITLED = re.compile(rf"\b(?:{TITLES})\.? ((?:{NAME} ){{0,2}}{NAME})\b")
+#: "Andrey Kostin said": two or three capitalised names right before a reporting verb.
+SAID = re.compile(rf"\b((?:{NAME} ){{1,2}}{NAME}),? (?:{VERBS})\b")
+_AMOUNT = r"\d[\d,]*(?:\.\d+)?"
+_SCALE = r"(?:\s?(?:million|billion|trillion|bn|m|tn|k|mln)\b)?"
+MONEY = re.compile(
+    rf"(?:(?:US|A|C|HK)?[$£€¥₽]\s?{_AMOUNT}{_SCALE})"
+    rf"|(?:\b{_AMOUNT}{_SCALE}\s(?:dollars?|euros?|pounds|roubles|rubles|yen|yuan|francs|rupees|USD|EUR|GBP|RUB|CNY)\b)")
+PERCENT = re.compile(rf"\b{_AMOUNT}\s?(?:%|per cent\b|percent\b)")
+
+TOPIC_WORD = re.compile(r"\w+")
+CONLL_LABELS = {"PERSON": "PER", "PER": "PER", "ORG": "ORG", "CENTRAL_BANK": "ORG", "REGULATOR": "ORG",
+                "PAYMENT_SYSTEM": "ORG", "GPE": "LOC", "LOC": "LOC", "FAC": "LOC", "NORP": "MISC",
+                "MISC": "MISC", "ASSET": "MISC", "EVENT": "MISC", "PRODUCT": "MISC", "WORK_OF_ART": "MISC",
+                "LAW": "MISC", "LANGUAGE": "MISC"}
+
+
+@dataclass(frozen=True, slots=True)
+class KBEntity:
+    id: str
+    name: str
+    type: str
+    aliases: tuple[str, ...] = ()
+    tickers: tuple[str, ...] = ()
+    demonyms: tuple[str, ...] = ()
+
+
+@dataclass
+class KnowledgeBase:
+    """Canonical entities and their surface forms, loaded from YAML (data only, never code)."""
+
+    entities: dict[str, KBEntity] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> KnowledgeBase:
+        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        kb = cls()
+        countries = doc.get("countries") or {}
+        if countries.get("source") == "pycountry":
+            import pycountry
+
+            extra = countries.get("aliases") or {}
+            for c in pycountry.countries:
+                names = {c.name, getattr(c, "common_name", c.name)}
+                surface = [a for a in extra.get(c.alpha_2, []) if not _is_demonym(a)]
+                demonyms = [a for a in extra.get(c.alpha_2, []) if _is_demonym(a)]
+                name = surface[0] if surface else getattr(c, "common_name", c.name)
+                kb.add(KBEntity(f"country/{c.alpha_2}", name, "GPE", tuple(sorted(names)) + tuple(surface),
+                                demonyms=tuple(demonyms)))
+        for row in doc.get("entities") or []:
+            unknown = set(row) - {"id", "name", "type", "aliases", "tickers", "demonyms"}
+            if unknown:
+                raise ValueError(f"{path}: entity {row.get('id')!r} has unknown fields {sorted(unknown)}")
+            kb.add(KBEntity(row["id"], row["name"], row["type"], tuple(row.get("aliases") or ()),
+                            tuple(row.get("tickers") or ()), tuple(row.get("demonyms") or ())))
+        return kb
+
+    def add(self, entity: KBEntity) -> None:
+        if entity.id in self.entities:
+            raise ValueError(f"duplicate knowledge-base id {entity.id!r}")
+        self.entities[entity.id] = entity
+
+
+def _is_demonym(alias: str) -> bool:
+    """Nationality adjectives and plurals ("Russian", "Britons"), not place names."""
+    return bool(re.search(r"(?:ian|ians|ese|ish|ic|ch|an|ans|ons|i|ss)$", alias)) and " " not in alias \
+        and not alias.isupper() and alias not in {"Iran", "Oman", "Japan", "Taiwan", "Sudan", "Bhutan"}
+
+
+@Language.factory("streams_kb", default_config={"kb_path": None})
+def make_kb_component(nlp: Language, name: str, kb_path: str | None) -> KBComponent:
+    return KBComponent(nlp, KnowledgeBase.load(Path(kb_path)) if kb_path else KnowledgeBase())
+
+
+class KBComponent:
+    """Knowledge-base mentions (canonical id in ``span.kb_id_``), which win over the statistical
+    model's entities where they overlap, plus the pattern layer where neither found anything."""
+
+    def __init__(self, nlp: Language, kb: KnowledgeBase) -> None:
+        self.kb = kb
+        self.exact = PhraseMatcher(nlp.vocab, attr="ORTH")
+        self.lower = PhraseMatcher(nlp.vocab, attr="LOWER")
+        self.labels: dict[str, str] = {}
+        ticker_keys: dict[str, str] = {}
+        for ent in kb.entities.values():
+            for label, forms in ((ent.type, ent.aliases), ("NORP", ent.demonyms)):
+                if not forms:
+                    continue
+                key = f"{ent.id}|{label}"
+                self.labels[key] = label
+                exact = [nlp.make_doc(a) for a in forms if not a.islower()]
+                lower = [nlp.make_doc(a) for a in forms if a.islower()]
+                if exact:
+                    self.exact.add(key, exact)
+                if lower:
+                    self.lower.add(key, lower)
+            for t in ent.tickers:
+                ticker_keys[t] = f"{ent.id}|{ent.type}"
+                self.labels[ticker_keys[t]] = ent.type
+        self.ticker_keys = ticker_keys
+        alt = "|".join(sorted(map(re.escape, ticker_keys), key=len, reverse=True)) or r"(?!x)x"
+        # "$PEOPLE", "(PEOPLE)", "PEOPLE/USD": an ambiguous ticker only counts in ticker context
+        self.tickers = re.compile(rf"(?:\$({alt})\b|\(({alt})\)|\b({alt})/(?:USDT?|USDC|EUR|BTC|ETH)\b)")
+
+    def __call__(self, doc: Doc) -> Doc:
+        """Set ``doc.ents`` once: KB mentions, then model entities, then pattern entities."""
+        spans = []
+        for match_id, start, end in [*self.exact(doc), *self.lower(doc)]:
+            key = doc.vocab.strings[match_id]
+            spans.append(Span(doc, start, end, label=self.labels[key], kb_id=key.split("|")[0]))
+        for m in self.tickers.finditer(doc.text):
+            group = next(g for g in (1, 2, 3) if m.group(g))
+            key = self.ticker_keys[m.group(group)]
+            span = doc.char_span(m.start(group), m.end(group), label=self.labels[key],
+                                 kb_id=key.split("|")[0], alignment_mode="expand")
+            if span is not None:
+                spans.append(span)
+        chosen = filter_spans(spans)
+        for layer in (list(doc.ents), pattern_spans(doc)):
+            taken = {i for s in chosen for i in range(s.start, s.end)}
+            chosen += filter_spans([e for e in layer if not any(i in taken for i in range(e.start, e.end))])
+        doc.ents = chosen
+        return doc
+
+
+def pattern_spans(doc: Doc) -> list[Span]:
+    """People introduced by titles or reporting verbs; money amounts; percentages.
+
+    Text regexes mapped onto tokens: an order of magnitude faster than token patterns with
+    regex predicates, which matters at hundreds of articles a second.
+    """
+    found = []
+    for pattern, label, group in ((TITLED, "PERSON", 1), (SAID, "PERSON", 1), (MONEY, "MONEY", 0),
+                                  (PERCENT, "PERCENT", 0)):
+        for m in pattern.finditer(doc.text):
+            if label == "PERSON" and m.group(group).split(" ", 1)[0].lower() in STOP_WORDS:
+                continue
+            span = doc.char_span(m.start(group), m.end(group), label=label, alignment_mode="contract")
+            if span is not None and len(span):
+                found.append(span)
+    return found
+
+
+def build_nlp(model: str | None, kb_path: Path) -> Language:
+    """The tag pipeline: configured NER (or blank English), then the KB and pattern layers."""
+    nlp = spacy.load(model, exclude=["parser", "lemmatizer", "textcat", "senter"]) if model else spacy.blank("en")
+    nlp.add_pipe("streams_kb", config={"kb_path": str(kb_path)})
+    return nlp
+
+
+@dataclass
+class TopicTaxonomy:
+    """Topics as weighted phrases; a topic holds when its fired weight reaches its threshold.
+
+    Phrases are matched on lower-cased words; a trailing ``*`` lets the last word continue
+    ("sanction*" matches "sanctions", "sanctioned"). Matching walks the article's words once and
+    looks each up in an index of phrase first words, so cost does not grow with the taxonomy.
+    """
+
+    first: dict[str, list[tuple[tuple[str, ...], bool, int]]]  # first word -> (words, stem?, index)
+    stems: dict[str, list[int]]  # one-word stem -> indexes
+    phrases: list[tuple[str, str, float]]  # (topic id, phrase, weight)
+    thresholds: dict[str, float]
+
+    @classmethod
+    def load(cls, path: Path) -> TopicTaxonomy:
+        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        first: dict[str, list[tuple[tuple[str, ...], bool, int]]] = {}
+        stems: dict[str, list[int]] = {}
+        phrases, thresholds = [], {}
+        for topic in doc.get("topics") or []:
+            tid = topic["id"]
+            thresholds[tid] = float(topic.get("threshold", 1.0))
+            for phrase, weight in (topic.get("phrases") or {}).items():
+                words = tuple(TOPIC_WORD.findall(phrase.lower()))
+                stem = phrase.endswith("*")
+                if stem and len(words) == 1:
+                    stems.setdefault(words[0], []).append(len(phrases))
+                else:
+                    first.setdefault(words[0], []).append((words, stem, len(phrases)))
+                phrases.append((tid, phrase, float(weight)))
+        return cls(first, stems, phrases, thresholds)
+
+    def topics(self, text: str) -> list[Topic]:
+        words = TOPIC_WORD.findall(text.lower())
+        stem_lengths = {len(stem) for stem in self.stems}
+        fired: set[int] = set()
+        for i, w in enumerate(words):
+            for n in stem_lengths:
+                if n <= len(w):
+                    fired.update(self.stems.get(w[:n], ()))
+            for phrase, stem, idx in self.first.get(w, ()):
+                n = len(phrase)
+                tail = words[i + 1 : i + n]
+                if len(tail) == n - 1 and tuple(tail[:-1]) == phrase[1:-1] and (
+                    n == 1 or tail[-1] == phrase[-1] or (stem and tail[-1].startswith(phrase[-1]))
+                ):
+                    fired.add(idx)
+        by_topic: dict[str, list[tuple[str, float]]] = {}
+        for idx in fired:
+            tid, phrase, weight = self.phrases[idx]
+            by_topic.setdefault(tid, []).append((phrase, weight))
+        out = []
+        for tid, hits in by_topic.items():
+            score = sum(w for _, w in hits)
+            if score >= self.thresholds[tid]:
+                out.append(Topic(id=tid, score=round(score, 3), phrases=sorted(p for p, _ in hits)))
+        return sorted(out, key=lambda t: (-t.score, t.id))
+
+
+def canonical_entities(doc: Doc, kb: KnowledgeBase) -> list[Entity]:
+    """Merge mentions into canonical entities: KB ids, and surnames joined to earlier full names."""
+    merged: dict[tuple[str, str], Entity] = {}
+    full_names: dict[str, tuple[str, str | None]] = {}  # surname -> (full name, kb id)
+    for ent in doc.ents:
+        label, text = ent.label_, ent.text.strip()
+        kb_id = ent.kb_id_ or None
+        name = kb.entities[kb_id].name if kb_id in kb.entities else text
+        if label == "PERSON":
+            tokens = text.split()
+            if kb_id is None and len(tokens) == 1 and tokens[0] in full_names:
+                name, kb_id = full_names[tokens[0]]
+            elif len(tokens) > 1:
+                full_names.setdefault(tokens[-1], (name, kb_id))
+            if kb_id is not None:
+                full_names.setdefault(kb.entities[kb_id].name.split()[-1], (name, kb_id))
+        key = (kb_id or name.lower(), label)
+        if key in merged:
+            merged[key].count += 1
+        else:
+            merged[key] = Entity(text=text, label=label, id=kb_id, name=name, start=ent.start_char)
+    return list(merged.values())
+
+
+class Tagger:
+    """Tags clean articles in batches with one spaCy pipeline and one topic taxonomy."""
+
+    def __init__(self, model: str | None, kb_path: Path, taxonomy_path: Path) -> None:
+        self.nlp = build_nlp(model, kb_path)
+        self.kb = self.nlp.get_pipe("streams_kb").kb
+        self.taxonomy = TopicTaxonomy.load(taxonomy_path)
+
+    def tag_many(self, articles: Sequence[CleanArticle], batch_size: int = 64) -> list[TaggedArticle]:
+        texts = (f"{a.title}\n\n{a.body}" for a in articles)
+        out = []
+        for article, doc in zip(articles, self.nlp.pipe(texts, batch_size=batch_size), strict=True):
+            out.append(TaggedArticle(**article.model_dump(), entities=canonical_entities(doc, self.kb),
+                                     topics=self.taxonomy.topics(doc.text)))
+        return out
+
+    def tag(self, article: CleanArticle) -> TaggedArticle:
+        return self.tag_many([article])[0]
+
+    def docs(self, texts: Iterable[str]) -> Iterable[Doc]:
+        return self.nlp.pipe(texts)
