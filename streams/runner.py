@@ -61,6 +61,15 @@ class Worker:
     def scrape(self) -> str:
         return urllib.request.urlopen(self.metrics_url, timeout=5).read().decode()
 
+    def finished(self, stage: str) -> float:
+        """Messages a stage of this worker has finished, from its own metrics (0 if it is down)."""
+        try:
+            text = self.scrape()
+        except OSError:
+            return 0.0
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("streams_articles_out_total{") and f'stage="{stage}"' in line)
+
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM (Faust commits and leaves the group), SIGKILL if it hangs."""
         if self.proc is None or self.proc.poll() is not None:
@@ -123,6 +132,14 @@ class TopicReader:
         return {"articles.tagged": [e["id"] for e in self.events["articles.tagged"]],
                 "articles.duplicates": [e["id"] for e in self.events["articles.duplicates"]],
                 "articles.deadletter": [e.get("id") for e in self.events["articles.deadletter"]]}
+
+    def settle(self, workers: list[Worker], deadline: float) -> Iterator[tuple[str, dict]]:
+        """After every input is accounted for: wait until the alert stage has seen every tagged
+        article, then drain what is still in flight."""
+        while (sum(w.finished("alert") for w in workers) < len(self.events["articles.tagged"])
+               and time.monotonic() < deadline):
+            yield from self.poll()
+        yield from self.poll(timeout_ms=1000)
 
     def accounted(self) -> int:
         """How many input messages have reached a final place."""

@@ -1,0 +1,181 @@
+"""``streams eval``: the stages' logic run in-process over a labelled feed, scored against its gold.
+
+The feed and gold come from ``../shared/tools/make_feed.py``. Each stage is timed on its own so the
+report also gives in-process throughput per core (one process, no broker), the floor the pipeline
+is compared with.
+
+* clean: word tokens (lower-cased ``\\w+``) of title + body against the gold title + body;
+  per-document precision and recall averaged over documents, F1 of the two means; overall and
+  per source site.
+* deadletter: precision and recall of "should be dead-lettered", and the share of correct reasons.
+* dedup: precision and recall of "is a duplicate", the share of detected duplicates whose
+  ``duplicate_of`` carries the same gold story, and bytes of dedup state per article.
+* tag: entities and topics per article, and throughput of the default tag pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter, defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+from tqdm import tqdm
+
+from streams.events import CleanArticle, DeadLetter
+from streams.settings import get_settings
+from streams.stages import clean_message
+from streams.stages.clean import words
+from streams.stages.dedup import Deduplicator
+
+
+def _prf(pairs: list[tuple[float, float]]) -> dict[str, float]:
+    if not pairs:
+        return {"precision": 0.0, "recall": 0.0, "f1": 0.0, "documents": 0}
+    p = sum(x for x, _ in pairs) / len(pairs)
+    r = sum(y for _, y in pairs) / len(pairs)
+    return {"precision": round(p, 4), "recall": round(r, 4), "f1": round(2 * p * r / (p + r) if p + r else 0, 4),
+            "documents": len(pairs)}
+
+
+def token_pr(output: str, gold: str) -> tuple[float, float]:
+    """Precision and recall of the output's word tokens (a multiset) against the gold's."""
+    out, ref = Counter(words(output)), Counter(words(gold))
+    overlap = sum((out & ref).values())
+    n_out, n_ref = sum(out.values()), sum(ref.values())
+    precision = overlap / n_out if n_out else float(n_ref == 0)
+    recall = overlap / n_ref if n_ref else 1.0
+    return precision, recall
+
+
+def _source(line: str) -> str:
+    try:
+        obj = json.loads(line)
+        return obj.get("source", "?") if isinstance(obj, dict) else "?"
+    except json.JSONDecodeError:
+        return "?"
+
+
+def evaluate(feed_path: Path, gold_path: Path, progress: bool = True, tag: bool = True) -> dict:
+    settings = get_settings()
+    feed = feed_path.read_bytes().split(b"\n")
+    feed = [line for line in feed if line]
+    gold = [json.loads(line) for line in gold_path.read_text(encoding="utf-8").splitlines() if line]
+    if len(feed) != len(gold):
+        raise ValueError(f"{feed_path} has {len(feed)} lines but {gold_path} has {len(gold)}")
+    now = datetime.now(UTC)
+
+    # -- clean + dead letters -----------------------------------------------------------------
+    started = time.perf_counter()
+    outputs = [clean_message(line, now, settings.max_body_bytes)
+               for line in tqdm(feed, desc="clean", unit="msg", disable=not progress, leave=False)]
+    clean_seconds = time.perf_counter() - started
+
+    by_source: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    dl = Counter()
+    for line, g, out in zip(feed, gold, outputs, strict=True):
+        if g["expect"] == "deadletter":
+            if isinstance(out, DeadLetter):
+                dl["tp"] += 1
+                dl["reason_ok"] += out.reason == g["reason"]
+            else:
+                dl["fn"] += 1
+            continue
+        if isinstance(out, DeadLetter):
+            dl["fp"] += 1
+            out_text = ""
+        else:
+            out_text = f"{out.title}\n{out.body}"
+        by_source[_source(line.decode("utf-8", "replace"))].append(token_pr(out_text, f"{g['title']}\n{g['body']}"))
+    all_pairs = [p for pairs in by_source.values() for p in pairs]
+    report: dict = {
+        "messages": len(feed),
+        "clean": {**_prf(all_pairs), "by_source": {s: _prf(p) for s, p in sorted(by_source.items())}},
+        "deadletter": {
+            "precision": round(dl["tp"] / (dl["tp"] + dl["fp"]), 4) if dl["tp"] + dl["fp"] else 1.0,
+            "recall": round(dl["tp"] / (dl["tp"] + dl["fn"]), 4) if dl["tp"] + dl["fn"] else 1.0,
+            "correct_reason": round(dl["reason_ok"] / dl["tp"], 4) if dl["tp"] else 1.0,
+            "expected": dl["tp"] + dl["fn"],
+        },
+        "throughput": {"clean": round(len(feed) / clean_seconds, 1)},
+    }
+
+    # -- dedup ----------------------------------------------------------------------------------
+    articles = [(g, out) for g, out in zip(gold, outputs, strict=True) if isinstance(out, CleanArticle)]
+    dedup = Deduplicator({}, {}, {}, threshold=settings.dedup_threshold, num_perm=settings.dedup_num_perm,
+                         retention_seconds=settings.dedup_retention_days * 86400)
+    story_of = {}
+    for g, out in articles:
+        story_of.setdefault(out.id, g.get("story"))
+    counts = Counter()
+    started = time.perf_counter()
+    verdicts = [dedup.check(out) for _, out in tqdm(articles, desc="dedup", unit="msg", disable=not progress,
+                                                    leave=False)]
+    dedup_seconds = time.perf_counter() - started
+    for (g, _), v in zip(articles, verdicts, strict=True):
+        truth = g.get("duplicate_of") is not None
+        if v.is_duplicate and truth:
+            counts["tp"] += 1
+            counts["same_story"] += story_of.get(v.duplicate_of) == g.get("story")
+        elif v.is_duplicate:
+            counts["fp"] += 1
+        elif truth:
+            counts["fn"] += 1
+    report["dedup"] = {
+        "precision": round(counts["tp"] / (counts["tp"] + counts["fp"]), 4) if counts["tp"] + counts["fp"] else 1.0,
+        "recall": round(counts["tp"] / (counts["tp"] + counts["fn"]), 4) if counts["tp"] + counts["fn"] else 1.0,
+        "same_story": round(counts["same_story"] / counts["tp"], 4) if counts["tp"] else 1.0,
+        "duplicates_expected": counts["tp"] + counts["fn"],
+        "state_bytes_per_article": round(dedup.state_bytes() / max(1, len(dedup.signatures)), 1),
+        "lsh_bands": dedup.b, "lsh_rows": dedup.r,
+    }
+    report["throughput"]["dedup"] = round(len(articles) / dedup_seconds, 1)
+
+    # -- tag ------------------------------------------------------------------------------------
+    if tag:
+        from streams.stages.tag import Tagger
+
+        unique = [out for (_, out), v in zip(articles, verdicts, strict=True) if not v.is_duplicate]
+        tagger = Tagger(settings.spacy_model, settings.knowledge_base, settings.taxonomy)
+        tagger.tag_many(unique[:50])  # warm the tokenizer cache, as a running worker's is
+        started = time.perf_counter()
+        tagged = []
+        chunk = 64
+        for i in tqdm(range(0, len(unique), chunk), desc="tag", unit="batch", disable=not progress, leave=False):
+            tagged.extend(tagger.tag_many(unique[i:i + chunk]))
+        tag_seconds = time.perf_counter() - started
+        labels = Counter(e.label for t in tagged for e in t.entities)
+        topics = Counter(tp.id for t in tagged for tp in t.topics)
+        report["tag"] = {
+            "articles": len(tagged),
+            "model": settings.spacy_model or "blank('en') + knowledge base + patterns",
+            "entities_per_article": round(sum(len(t.entities) for t in tagged) / max(1, len(tagged)), 2),
+            "with_kb_id": round(sum(1 for t in tagged for e in t.entities if e.id)
+                                / max(1, sum(len(t.entities) for t in tagged)), 4),
+            "labels": dict(labels.most_common()),
+            "topics": dict(topics.most_common()),
+        }
+        report["throughput"]["tag"] = round(len(tagged) / tag_seconds, 1)
+    return report
+
+
+def print_report(report: dict) -> None:
+    c, d, dd = report["clean"], report["deadletter"], report["dedup"]
+    print(f"{report['messages']} messages\n")
+    print(f"clean       precision {c['precision']:.4f}  recall {c['recall']:.4f}  F1 {c['f1']:.4f}  "
+          f"({c['documents']} articles)")
+    for source, s in c["by_source"].items():
+        print(f"  {source:28} P {s['precision']:.4f}  R {s['recall']:.4f}  F1 {s['f1']:.4f}  ({s['documents']})")
+    print(f"deadletter  precision {d['precision']:.4f}  recall {d['recall']:.4f}  correct reason "
+          f"{d['correct_reason']:.4f}  ({d['expected']} expected)")
+    print(f"dedup       precision {dd['precision']:.4f}  recall {dd['recall']:.4f}  same story "
+          f"{dd['same_story']:.4f}  ({dd['duplicates_expected']} expected; LSH {dd['lsh_bands']}x{dd['lsh_rows']}, "
+          f"{dd['state_bytes_per_article']:.0f} B state/article)")
+    if "tag" in report:
+        t = report["tag"]
+        print(f"tag         {t['entities_per_article']} entities/article, {t['with_kb_id']:.0%} canonical; "
+              f"model: {t['model']}")
+        print(f"  topics: {', '.join(f'{k}={v}' for k, v in t['topics'].items())}")
+    print("\nin-process throughput, one core (articles/s): "
+          + ", ".join(f"{k} {v:,.0f}" for k, v in report["throughput"].items()))

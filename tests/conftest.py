@@ -1,0 +1,163 @@
+"""Shared fixtures: one real Kafka broker per test session, labelled feeds, and running pipelines.
+
+With ``CI=true`` a missing prerequisite (Java, Maven, ../shared) fails the run instead of skipping.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from streams.broker import LocalKafka, free_port, kafka_version
+from streams.runner import TopicReader, Worker, worker_env
+from streams.settings import Settings
+from streams.topics import ensure_topics
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+CORPUS = SHARED / "corpus" / "bbc.jsonl"
+PAIRS = SHARED / "corpus" / "bbc-similar-pairs.jsonl"
+MAKE_FEED = SHARED / "tools" / "make_feed.py"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def require(condition: bool, why: str) -> None:
+    """Skip when a prerequisite is missing, except in CI, where that is a failure."""
+    if not condition:
+        if IN_CI:
+            pytest.fail(f"CI=true and a prerequisite is missing: {why}")
+        pytest.skip(why)
+
+
+@pytest.fixture(scope="session")
+def bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real broker: the one STREAMS_BROKER names, or a local KRaft broker for this session."""
+    if os.environ.get("STREAMS_BROKER"):
+        yield os.environ["STREAMS_BROKER"].removeprefix("kafka://")
+        return
+    require(shutil.which("java") is not None, "Java 17+ is needed for the local Kafka broker")
+    home = Path(os.environ.get("STREAMS_HOME", Path.home() / ".cache" / "streams"))
+    jars = home / f"kafka-{kafka_version()}" / "lib"
+    require(jars.is_dir() or shutil.which("mvn") is not None, "Maven is needed to fetch Kafka")
+    kafka = LocalKafka(home=home, data_dir=tmp_path_factory.mktemp("kafka"))
+    kafka.start()
+    print(f"\n[kafka] real broker up at {kafka.bootstrap}")
+    yield kafka.bootstrap
+    kafka.stop()
+
+
+def assert_conserved(input_ids: list[str | None], reader: TopicReader) -> None:
+    """Every input message ends up in exactly one final place: tagged, duplicates or dead letters.
+
+    Ids are compared as multisets: a verbatim resend carries its original's id, and a message too
+    broken to have an id is dead-lettered without one.
+    """
+    from collections import Counter
+
+    final = reader.final_ids()
+    got = Counter(i for ids in final.values() for i in ids)
+    want = Counter(input_ids)
+    missing, doubled = want - got, got - want
+    assert not missing and not doubled, f"lost {dict(missing)}; doubled or unexpected {dict(doubled)}"
+
+
+def message_id(line: bytes) -> str | None:
+    """The id a message carries, as the pipeline can read it (None when it has none)."""
+    try:
+        obj = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return obj.get("id") if isinstance(obj, dict) and isinstance(obj.get("id"), str) else None
+
+
+@dataclass
+class Feed:
+    lines: list[bytes]
+    gold: list[dict]
+    path: Path
+    gold_path: Path
+
+    @property
+    def ids(self) -> list[str | None]:
+        return [message_id(line) for line in self.lines]
+
+
+def make_feed(directory: Path, limit: int | None = None, seed: int = 7) -> Feed:
+    require(CORPUS.exists() and MAKE_FEED.exists(), f"the shared corpus and make_feed.py ({SHARED})")
+    feed, gold = directory / "feed.jsonl", directory / "gold.jsonl"
+    cmd = [sys.executable, str(MAKE_FEED), "--corpus", str(CORPUS), "--near-pairs", str(PAIRS), "--out", str(feed),
+           "--gold", str(gold), "--seed", str(seed)]
+    if limit:
+        cmd += ["--limit", str(limit)]
+    subprocess.run(cmd, check=True, capture_output=True)
+    lines = [line for line in feed.read_bytes().split(b"\n") if line]
+    return Feed(lines, [json.loads(x) for x in gold.read_text().splitlines()], feed, gold)
+
+
+@pytest.fixture(scope="session")
+def full_feed(tmp_path_factory: pytest.TempPathFactory) -> Feed:
+    """The full public feed (seed 7), the one the quality targets are stated on."""
+    return make_feed(tmp_path_factory.mktemp("full-feed"))
+
+
+@dataclass
+class Pipeline:
+    """An isolated pipeline run: its own topic prefix and consumer group on the shared broker."""
+
+    settings: Settings
+    bootstrap: str
+    directory: Path
+    workers: list[Worker] = field(default_factory=list)
+
+    def start_worker(self) -> Worker:
+        n = len(self.workers)
+        worker = Worker(worker_env(self.settings, self.bootstrap, self.directory / f"state-{n}"), free_port(),
+                        self.directory / f"worker-{n}.log")
+        worker.start()
+        self.workers.append(worker)
+        return worker
+
+    def publish(self, lines: list[bytes], keys: list[bytes | None] | None = None) -> None:
+        from kafka import KafkaProducer
+
+        producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", max_request_size=8 * 1024 * 1024)
+        for i, line in enumerate(lines):
+            producer.send(self.settings.topic("articles.raw"), value=line, key=keys[i] if keys else None)
+        producer.flush()
+        producer.close()
+
+    def collect(self, expected: int, timeout: float = 120.0) -> TopicReader:
+        """Read the outputs until ``expected`` inputs are accounted for (or time runs out)."""
+        reader = TopicReader(self.settings, self.bootstrap)
+        deadline = time.monotonic() + timeout
+        while reader.accounted() < expected and time.monotonic() < deadline:
+            reader.poll()
+        for _ in reader.settle(self.workers, deadline):
+            pass
+        reader.poll(timeout_ms=1500)  # anything late, such as a doubled message, shows up too
+        reader.close()
+        return reader
+
+    def stop(self) -> None:
+        for w in self.workers:
+            w.stop()
+
+
+@pytest.fixture
+def pipeline(bootstrap: str, tmp_path: Path) -> Iterator[Pipeline]:
+    run = uuid.uuid4().hex[:8]
+    settings = Settings(broker=bootstrap, topic_prefix=f"t{run}.", app_id=f"streams-test-{run}", partitions=4)
+    ensure_topics(settings, bootstrap)
+    p = Pipeline(settings, bootstrap, tmp_path)
+    yield p
+    p.stop()

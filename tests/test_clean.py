@@ -1,0 +1,144 @@
+"""Clean stage: each kind of boilerplate goes, and a clean article is never damaged."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from streams.stages.clean import clean_text, content_hash, normalise
+
+ARTICLE = [
+    "The central bank raised its key rate by half a point on Friday, the third increase this year, "
+    "as inflation stayed well above its target.",
+    "Governor Maria Lopez said the bank was prepared to act again if prices kept rising faster than wages.",
+    "\"We will do what it takes,\" she told reporters.",
+    "Economists had expected a smaller move. The currency rose 1.2% against the dollar after the announcement.",
+]
+TITLE = "Central bank raises rates again"
+
+
+def body_of(*blocks: str, sep: str = "\n\n") -> str:
+    return sep.join(blocks)
+
+
+def assert_exact(result, paragraphs=ARTICLE) -> None:
+    assert result.paragraphs == list(paragraphs), result.paragraphs
+
+
+def test_clean_article_is_untouched() -> None:
+    result = clean_text(body_of(*ARTICLE), TITLE)
+    assert_exact(result)
+    assert not result.removed
+
+
+@pytest.mark.parametrize("paragraphs", [
+    ["Short real paragraphs stay.", "Yes.", "The minister said no more than that, and left the room quickly."],
+    ["Line-ups:", "City: Moss, Hart, Lane, Ruiz, Cole.", "Referee: H Webb (S Yorkshire).", "78,000", "2000 GMT"],
+    ["The budget", "Ministers agreed a package of spending cuts on Tuesday after a long night of talks.",
+     "What happens next", "Parliament will vote on the measures next month, officials said."],
+    ["\"We use every tool we have,\" the governor said of the bank's approach to rising prices in the region.",
+     "By the end of the year, the economy had grown by 3%, helped by exports of oil and gas."],
+])
+def test_must_not_damage(paragraphs: list[str]) -> None:
+    assert_exact(clean_text(body_of(*paragraphs), "Some title"), paragraphs)
+
+
+@pytest.mark.parametrize(("junk", "kind"), [
+    ("By Jane Doe | Updated 3 hours ago", "byline"),
+    ("Share on Facebook  Share on X  Share on LinkedIn  Email", "share"),
+    ("Home › Business › Markets", "breadcrumb"),
+    ("(Photo: Getty Images)", "caption"),
+    ("Advertisement", "advertisement"),
+    ("Read more: Oil falls as demand slows", "read_more"),
+    ("Tags: banks, rates, inflation", "tags"),
+    ("© 2026 Example News. All rights reserved.", "copyright"),
+    ("Sign up for our morning briefing. Click here to subscribe.", "call_to_action"),
+    ("If you're reading this, you're already ahead. Stay there with our newsletter.", "call_to_action"),
+    ("We use cookies to improve your experience. Accept all", "cookie"),
+    ("Disclaimer: This article is provided for informational purposes only and is not investment advice.",
+     "disclaimer"),
+])
+def test_each_kind_of_boilerplate_is_removed(junk: str, kind: str) -> None:
+    blocks = [ARTICLE[0], junk, *ARTICLE[1:]]
+    result = clean_text(body_of(*blocks), TITLE)
+    assert_exact(result)
+    assert result.removed[kind] == 1
+
+
+def test_page_header_before_the_title_line_goes() -> None:
+    result = clean_text(body_of("Markets", "Live", TITLE, *ARTICLE), TITLE)
+    assert_exact(result)
+    assert result.removed["header"] == 2
+
+
+def test_tail_section_after_a_related_heading_goes() -> None:
+    for marker in ("Related Articles", "You May Also Like", "Most read", "More from Markets", "Recommended"):
+        blocks = [*ARTICLE, marker, "Gold hits record high", "Stocks slide in Asia", "A teaser sentence that goes on."]
+        result = clean_text(body_of(*blocks, sep="\n"), TITLE)
+        assert_exact(result)
+        assert result.removed["related"] == 4, marker
+
+
+def test_teasers_of_the_lead_go_with_or_without_an_ellipsis() -> None:
+    lead = ARTICLE[0]
+    for teaser in (lead[:80].rsplit(" ", 1)[0] + " […]", lead + lead, lead[:90].rsplit(" ", 1)[0] + "..."):
+        result = clean_text(body_of(teaser, TITLE, *ARTICLE), TITLE)
+        assert_exact(result)
+        assert result.removed["teaser"] == 1
+
+
+def test_repeated_paragraph_goes_once() -> None:
+    result = clean_text(body_of(*ARTICLE, ARTICLE[1]), TITLE)
+    assert_exact(result)
+    assert result.removed["repeat"] == 1
+
+
+def test_price_widget_between_article_and_disclaimer_goes() -> None:
+    widget = ["Market Opportunity", "Toncoin Logo", "Toncoin Price(TON)", "$3.12", "+2.10%", "USD"]
+    disclaimer = ("Disclaimer: The articles reposted on this site are provided for informational purposes only. "
+                  "They do not necessarily reflect the views of this site.")
+    result = clean_text(body_of(*ARTICLE, *widget, disclaimer), TITLE)
+    assert_exact(result)
+    assert result.removed["widget"] == len(widget)
+
+
+def test_html_page_gives_title_and_paragraphs() -> None:
+    paras = "\n".join(f"<p>{p}</p>" for p in ARTICLE)
+    html = (f"<html><head><title>{TITLE} | Site</title><script>var a = 1;</script></head><body>"
+            "<div class='cookie'>We use cookies. <button>Accept all</button></div>"
+            "<nav><a href='/'>Home</a> <a href='/m'>Markets</a></nav>"
+            f"<main><article><h1>{TITLE}</h1>{paras}</article>"
+            "<aside><h2>Most read</h2><ul><li><a href='/x'>Other story one</a></li></ul></aside></main>"
+            "<footer>&copy; 2026 Site</footer></body></html>")
+    result = clean_text(html, None, "text/html")
+    assert result.title == TITLE
+    assert_exact(result)
+
+
+def test_plain_text_without_title_takes_the_heading_line() -> None:
+    result = clean_text(body_of(TITLE, *ARTICLE), None)
+    assert result.title == TITLE
+    assert_exact(result)
+
+
+def test_normalise_unicode_and_whitespace() -> None:
+    assert normalise("Cafe\u0301\u00a0 bar\u200b\r\n\r\n\r\n\r\nnext  line ") == "Café bar\n\nnext line"
+
+
+def test_content_hash_ignores_case_spacing_and_title() -> None:
+    assert content_hash("A", "Hello,  World.\n\nAgain") == content_hash("B", "hello world again")
+    assert content_hash("A", "Hello world") != content_hash("A", "Hello there world")
+
+
+def test_cli_prints_the_clean_event(tmp_path) -> None:
+    page = tmp_path / "page.txt"
+    page.write_text(body_of("By Jane Doe", *ARTICLE, "Related Articles", "Other story"))
+    out = subprocess.run([sys.executable, "-m", "streams", "clean", str(page), "--title", TITLE],
+                         capture_output=True, text=True, check=True).stdout
+    event = json.loads(out)
+    assert event["title"] == TITLE and event["body"] == "\n\n".join(ARTICLE)
+    assert event["removed"] == {"byline": 1, "related": 2}
+    assert event["word_count"] > 50 and len(event["content_hash"]) == 64

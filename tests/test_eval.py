@@ -1,0 +1,52 @@
+"""`streams eval` on the full public feed, with the quality targets of the clean and dedup issues."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from streams.evaluate import evaluate
+from tests.conftest import Feed, make_feed
+
+
+@pytest.fixture(scope="module")
+def report(full_feed: Feed) -> dict:
+    return evaluate(full_feed.path, full_feed.gold_path, progress=False)
+
+
+def test_cleaning_quality(report: dict) -> None:
+    clean = report["clean"]
+    assert clean["f1"] >= 0.97
+    for source, s in clean["by_source"].items():
+        assert s["f1"] >= 0.95, source
+    assert clean["by_source"]["plainfeed.example"]["f1"] >= 0.995  # the site that sends clean text
+
+
+def test_dead_letters_are_exact(report: dict) -> None:
+    d = report["deadletter"]
+    assert d["expected"] > 0
+    assert (d["precision"], d["recall"], d["correct_reason"]) == (1.0, 1.0, 1.0)
+
+
+def test_dedup_quality(report: dict) -> None:
+    d = report["dedup"]
+    assert d["precision"] >= 0.99 and d["recall"] >= 0.98 and d["same_story"] >= 0.99
+
+
+def test_report_has_throughput_and_tag_sections(report: dict) -> None:
+    assert set(report["throughput"]) == {"clean", "dedup", "tag"}
+    assert all(v > 0 for v in report["throughput"].values())
+    assert report["tag"]["articles"] > 0 and report["tag"]["entities_per_article"] > 1
+
+
+def test_cli_json_output(tmp_path: Path) -> None:
+    feed = make_feed(tmp_path, limit=40)
+    out = subprocess.run([sys.executable, "-m", "streams", "eval", "--feed", str(feed.path), "--gold",
+                          str(feed.gold_path), "--json"], capture_output=True, text=True, check=True).stdout
+    report = json.loads(out)
+    assert {"clean", "deadletter", "dedup", "tag", "throughput"} <= set(report)
+    assert report["messages"] == len(feed.lines)

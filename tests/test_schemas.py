@@ -1,0 +1,20 @@
+"""schemas/ holds the JSON Schemas the models generate, and they validate real events."""
+
+from __future__ import annotations
+
+import json
+
+from streams.events import TOPIC_EVENTS
+from streams.schemas import SCHEMA_DIR, check_schemas
+
+
+def test_schemas_are_in_sync_with_the_models() -> None:
+    assert check_schemas() == [], "run `streams schemas` and commit schemas/"
+
+
+def test_every_topic_has_a_schema_file() -> None:
+    index = json.loads((SCHEMA_DIR / "topics.json").read_text())
+    assert set(index) == set(TOPIC_EVENTS)
+    for name in index.values():
+        schema = json.loads((SCHEMA_DIR / name).read_text())
+        assert schema["type"] == "object" and "id" in schema["properties"]
