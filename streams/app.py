@@ -84,8 +84,7 @@ deadletter_topic = _topic("articles.deadletter")
 JSON = faust.Schema(key_serializer="json", value_serializer="json")
 dedup_hashes = app.Table("dedup-hashes", partitions=1, schema=JSON)
 dedup_bands = app.Table("dedup-bands", partitions=1, schema=JSON)
-dedup_signatures = app.Table("dedup-signatures", partitions=1,
-                             schema=faust.Schema(key_serializer="json", value_serializer="raw"))
+dedup_signatures = app.Table("dedup-signatures", partitions=1, schema=JSON)
 # Alert suppression: rule + story -> when it fired; co-partitioned with articles.tagged (key = id).
 alerts_fired = app.Table("alerts-fired", schema=JSON)
 
@@ -130,9 +129,14 @@ async def dedup(stream: faust.StreamT) -> None:
     dedup_state = Deduplicator(dedup_hashes, dedup_bands, dedup_signatures, threshold=settings.dedup_threshold,
                                num_perm=settings.dedup_num_perm,
                                retention_seconds=settings.dedup_retention_days * 86400)
+    next_expiry = 0.0
     async for event in stream.events():
         metrics.articles_in.labels("dedup").inc()
         started = time.perf_counter()
+        if started >= next_expiry:  # tables change only inside stream iteration, so expire here
+            dedup_state.expire(time.time())
+            metrics.dedup_state.set(len(dedup_signatures))
+            next_expiry = started + settings.dedup_expire_interval
         try:
             article = CleanArticle.model_validate_json(event.value)
             verdict = dedup_state.check(article)

@@ -103,7 +103,7 @@ def run_demo(limit: int = 300, corpus: Path | None = None, timeout: float = 240.
                         if topic == "alerts":
                             bar.write(format_alert(event))
                     bar.update(reader.accounted() - bar.n)
-            for topic, event in reader.settle([worker], deadline):
+            for topic, event in reader.settle(deadline):
                 if topic == "alerts":
                     print(format_alert(event))
             return summarize(reader, len(lines), worker)

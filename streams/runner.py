@@ -133,12 +133,25 @@ class TopicReader:
                 "articles.duplicates": [e["id"] for e in self.events["articles.duplicates"]],
                 "articles.deadletter": [e.get("id") for e in self.events["articles.deadletter"]]}
 
-    def settle(self, workers: list[Worker], deadline: float) -> Iterator[tuple[str, dict]]:
-        """After every input is accounted for: wait until the alert stage has seen every tagged
-        article, then drain what is still in flight."""
-        while (sum(w.finished("alert") for w in workers) < len(self.events["articles.tagged"])
-               and time.monotonic() < deadline):
-            yield from self.poll()
+    def settle(self, deadline: float) -> Iterator[tuple[str, dict]]:
+        """After every input is accounted for: wait until the alert stage has consumed (committed)
+        all of ``articles.tagged``, then drain what is still in flight. Offsets, not a worker's
+        counters, so it holds across restarts and several workers."""
+        from kafka import KafkaAdminClient, TopicPartition
+
+        topic = self.settings.topic("articles.tagged")
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="streams-settle")
+        try:
+            parts = [TopicPartition(topic, p) for p in self.consumer.partitions_for_topic(topic) or ()]
+            while time.monotonic() < deadline:
+                end = self.consumer.end_offsets(parts)
+                done = admin.list_group_offsets({self.settings.app_id: parts}).get(self.settings.app_id, {})
+                committed = {tp: max(0, done[tp].offset) if tp in done else 0 for tp in parts}  # -1: never
+                if all(committed[tp] >= end[tp] for tp in parts):
+                    break
+                yield from self.poll(timeout_ms=200)
+        finally:
+            admin.close()
         yield from self.poll(timeout_ms=1000)
 
     def accounted(self) -> int:

@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     dedup_threshold: float = Field(default=0.5, gt=0, le=1, description="Jaccard of word 5-shingles.")
     dedup_num_perm: int = Field(default=128, ge=16)
     dedup_retention_days: float = Field(default=7.0, gt=0)
+    dedup_expire_interval: float = Field(default=600.0, gt=0, description="Seconds between expiry sweeps.")
 
     spacy_model: str | None = Field(default=None, description="spaCy package name or path for NER.")
     knowledge_base: Path = Field(default=DATA_DIR / "kb.yaml")

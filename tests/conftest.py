@@ -142,7 +142,7 @@ class Pipeline:
         deadline = time.monotonic() + timeout
         while reader.accounted() < expected and time.monotonic() < deadline:
             reader.poll()
-        for _ in reader.settle(self.workers, deadline):
+        for _ in reader.settle(deadline):
             pass
         reader.poll(timeout_ms=1500)  # anything late, such as a doubled message, shows up too
         reader.close()

@@ -15,13 +15,14 @@ State lives in three mappings - in the worker they are Faust tables backed by ch
 
 * ``hashes``: content hash -> first id;
 * ``bands``: band key -> id of the first article that had it;
-* ``signatures``: id -> packed record (time seen, root id, signature).
+* ``signatures``: id -> packed record (time seen, root id, signature), base64 text.
 
 Entries older than the retention window are removed by :meth:`Deduplicator.expire`.
 """
 
 from __future__ import annotations
 
+import base64
 import struct
 import zlib
 from collections.abc import MutableMapping
@@ -70,7 +71,7 @@ class Deduplicator:
         self,
         hashes: MutableMapping[str, str],
         bands: MutableMapping[str, str],
-        signatures: MutableMapping[str, bytes],
+        signatures: MutableMapping[str, str],
         threshold: float = 0.5,
         num_perm: int = 128,
         retention_seconds: float = 7 * 86400,
@@ -94,15 +95,17 @@ class Deduplicator:
     def band_keys(self, sig: np.ndarray) -> list[str]:
         return [f"{i}:{zlib.crc32(sig[i * self.r:(i + 1) * self.r].tobytes()):08x}" for i in range(self.b)]
 
-    def _record(self, seen_at: float, root: str, sig: np.ndarray) -> bytes:
+    def _record(self, seen_at: float, root: str, sig: np.ndarray) -> str:
+        """Packed (seen-at, root id, signature), base64 so it passes through any JSON changelog."""
         root_b = root.encode()
-        return _HEAD.pack(seen_at, len(root_b)) + root_b + sig.tobytes()
+        return base64.b64encode(_HEAD.pack(seen_at, len(root_b)) + root_b + sig.tobytes()).decode("ascii")
 
     @staticmethod
-    def _unpack(record: bytes) -> tuple[float, str, np.ndarray]:
-        seen_at, n = _HEAD.unpack_from(record)
-        root = record[_HEAD.size : _HEAD.size + n].decode()
-        return seen_at, root, np.frombuffer(record[_HEAD.size + n :], dtype=np.uint32)
+    def _unpack(record: str) -> tuple[float, str, np.ndarray]:
+        raw = base64.b64decode(record)
+        seen_at, n = _HEAD.unpack_from(raw)
+        root = raw[_HEAD.size : _HEAD.size + n].decode()
+        return seen_at, root, np.frombuffer(raw[_HEAD.size + n :], dtype=np.uint32)
 
     def check(self, article: CleanArticle, now: float | None = None) -> Verdict:
         """Classify ``article`` and remember it, so later copies find it."""
@@ -134,7 +137,7 @@ class Deduplicator:
     def expire(self, now: float) -> int:
         """Forget articles seen before the retention window; returns how many were dropped."""
         cutoff = now - self.retention_seconds
-        old = {aid for aid, rec in list(self.signatures.items()) if _HEAD.unpack_from(rec)[0] < cutoff}
+        old = {aid for aid, rec in list(self.signatures.items()) if self._unpack(rec)[0] < cutoff}
         for aid in old:
             del self.signatures[aid]
         for k, aid in list(self.bands.items()):

@@ -1,0 +1,237 @@
+"""The project's own statistical NER: trained on CoNLL-2003, shipped in ``streams/data/ner``.
+
+``streams train-ner --conll DIR`` converts ``eng.train`` (train) and ``eng.testa`` (dev) to spaCy's
+binary format, writes a CPU config (no pretrained vectors: none can be downloaded here) and trains
+it; ``streams eval-ner --conll FILE`` scores the configured tag pipeline - the statistical model
+merged with the knowledge-base layer, as the worker runs it - on ``eng.testb``, with exact span
+matching, per label and overall, plus words per second on one core.
+
+Labels: CoNLL's PER/ORG/LOC/MISC are kept as they are when training; when scoring, the tag
+pipeline's labels map onto them by :data:`streams.stages.tag.CONLL_LABELS` (PERSON->PER; ORG,
+CENTRAL_BANK, REGULATOR, PAYMENT_SYSTEM->ORG; GPE, LOC, FAC->LOC; NORP, ASSET, MISC, EVENT,
+PRODUCT, LAW, LANGUAGE->MISC; MONEY and PERCENT are not CoNLL entities and are ignored).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import spacy
+from spacy.tokens import Doc, DocBin
+from spacy.training import biluo_tags_to_spans, iob_to_biluo
+
+from streams.settings import DATA_DIR
+
+SHIPPED_MODEL = DATA_DIR / "ner"
+
+#: What was tried on CoNLL-2003 (see README, "The shipped NER"): the winning settings are the
+#: defaults below; each is a spaCy config override.
+CONFIG = """
+[paths]
+train = null
+dev = null
+
+[system]
+seed = 0
+gpu_allocator = null
+
+[nlp]
+lang = "en"
+pipeline = ["tok2vec","ner"]
+batch_size = 256
+
+[components]
+
+[components.tok2vec]
+factory = "tok2vec"
+
+[components.tok2vec.model]
+@architectures = "spacy.Tok2Vec.v2"
+
+[components.tok2vec.model.embed]
+@architectures = "spacy.MultiHashEmbed.v2"
+width = ${components.tok2vec.model.encode.width}
+attrs = ["NORM","PREFIX","SUFFIX","SHAPE","LOWER"]
+rows = [5000,2000,2500,2500,5000]
+include_static_vectors = false
+
+[components.tok2vec.model.encode]
+@architectures = "spacy.MaxoutWindowEncoder.v2"
+width = 128
+depth = 4
+window_size = 1
+maxout_pieces = 3
+
+[components.ner]
+factory = "ner"
+
+[components.ner.model]
+@architectures = "spacy.TransitionBasedParser.v2"
+state_type = "ner"
+extra_state_tokens = false
+hidden_width = 64
+maxout_pieces = 2
+use_upper = true
+
+[components.ner.model.tok2vec]
+@architectures = "spacy.Tok2VecListener.v1"
+width = ${components.tok2vec.model.encode.width}
+upstream = "*"
+
+[corpora]
+
+[corpora.train]
+@readers = "spacy.Corpus.v1"
+path = ${paths.train}
+
+[corpora.dev]
+@readers = "spacy.Corpus.v1"
+path = ${paths.dev}
+
+[training]
+dev_corpus = "corpora.dev"
+train_corpus = "corpora.train"
+dropout = 0.2
+patience = 4000
+max_epochs = 40
+max_steps = 0
+eval_frequency = 500
+seed = ${system.seed}
+
+[training.optimizer]
+@optimizers = "Adam.v1"
+learn_rate = 0.001
+L2 = 0.01
+grad_clip = 1.0
+
+[training.batcher]
+@batchers = "spacy.batch_by_words.v1"
+discard_oversize = false
+tolerance = 0.2
+
+[training.batcher.size]
+@schedules = "compounding.v1"
+start = 100
+stop = 1000
+compound = 1.001
+
+[training.logger]
+@loggers = "spacy.ConsoleLogger.v1"
+progress_bar = false
+
+[training.score_weights]
+ents_f = 1.0
+ents_p = 0.0
+ents_r = 0.0
+
+[initialize]
+"""
+
+
+def read_conll(path: Path) -> Iterator[tuple[list[str], list[str]]]:
+    """Sentences of a CoNLL-2003 file as (words, IOB tags); ``-DOCSTART-`` lines are skipped."""
+    words: list[str] = []
+    tags: list[str] = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        parts = line.split()
+        if not parts or parts[0] == "-DOCSTART-":
+            if words:
+                yield words, tags
+            words, tags = [], []
+            continue
+        words.append(parts[0])
+        tags.append(parts[-1])
+    if words:
+        yield words, tags
+
+
+def iob2(tags: list[str]) -> list[str]:
+    """IOB1 (``I-`` may start an entity) to IOB2 (every entity starts with ``B-``)."""
+    out, prev = [], "O"
+    for tag in tags:
+        if tag.startswith("I-") and (prev == "O" or prev[2:] != tag[2:]):
+            tag = "B-" + tag[2:]
+        out.append(tag)
+        prev = tag
+    return out
+
+
+def sentence_doc(vocab, words: list[str], tags: list[str] | None = None) -> Doc:
+    doc = Doc(vocab, words=words)
+    if tags is not None:
+        doc.ents = biluo_tags_to_spans(doc, iob_to_biluo(iob2(tags)))
+    return doc
+
+
+def to_docbin(path: Path, vocab, sentences_per_doc: int = 8) -> DocBin:
+    """Training docs of a few consecutive sentences each, so the model sees some context."""
+    db = DocBin(store_user_data=False)
+    batch: list[Doc] = []
+    for words, tags in read_conll(path):
+        batch.append(sentence_doc(vocab, words, tags))
+        if len(batch) == sentences_per_doc:
+            db.add(Doc.from_docs(batch))
+            batch = []
+    if batch:
+        db.add(Doc.from_docs(batch))
+    return db
+
+
+def train(conll_dir: Path, out_dir: Path = SHIPPED_MODEL, overrides: dict | None = None) -> Path:
+    """Train the NER on ``eng.train`` with ``eng.testa`` as dev; write the best model to ``out_dir``."""
+    from spacy.cli.init_config import fill_config
+    from spacy.cli.train import train as spacy_train
+
+    vocab = spacy.blank("en").vocab
+    with tempfile.TemporaryDirectory(prefix="streams-ner-") as tmp:
+        work = Path(tmp)
+        to_docbin(conll_dir / "eng.train", vocab).to_disk(work / "train.spacy")
+        to_docbin(conll_dir / "eng.testa", vocab).to_disk(work / "dev.spacy")
+        (work / "base.cfg").write_text(CONFIG)
+        fill_config(work / "config.cfg", work / "base.cfg", silent=True)  # spaCy's defaults for the rest
+        spacy_train(work / "config.cfg", work / "out", overrides={
+            "paths.train": str(work / "train.spacy"), "paths.dev": str(work / "dev.spacy"), **(overrides or {})})
+        best = work / "out" / "model-best"
+        shutil.rmtree(out_dir, ignore_errors=True)
+        shutil.copytree(best, out_dir)
+    return out_dir
+
+
+def evaluate_conll(nlp, path: Path) -> dict:
+    """Exact-span P/R/F1 per CoNLL label and overall, and words per second, of ``nlp`` on ``path``."""
+    from streams.stages.tag import CONLL_LABELS
+
+    sentences = list(read_conll(path))
+    gold_docs = [sentence_doc(nlp.vocab, w, t) for w, t in sentences]
+    started = time.perf_counter()
+    docs = list(nlp.pipe(Doc(nlp.vocab, words=w) for w, _ in sentences))
+    seconds = time.perf_counter() - started
+    counts: dict[str, Counter] = {}
+    for gold, pred in zip(gold_docs, docs, strict=True):
+        want = {(e.start, e.end, e.label_) for e in gold.ents}
+        got = {(e.start, e.end, CONLL_LABELS[e.label_]) for e in pred.ents if e.label_ in CONLL_LABELS}
+        for label in {x[2] for x in want | got}:
+            c = counts.setdefault(label, Counter())
+            w = {x for x in want if x[2] == label}
+            g = {x for x in got if x[2] == label}
+            c["tp"] += len(w & g)
+            c["fp"] += len(g - w)
+            c["fn"] += len(w - g)
+
+    def prf(c: Counter) -> dict:
+        p = c["tp"] / (c["tp"] + c["fp"]) if c["tp"] + c["fp"] else 0.0
+        r = c["tp"] / (c["tp"] + c["fn"]) if c["tp"] + c["fn"] else 0.0
+        return {"precision": round(p, 4), "recall": round(r, 4), "f1": round(2 * p * r / (p + r) if p + r else 0, 4),
+                "support": c["tp"] + c["fn"]}
+
+    total = sum(counts.values(), Counter())
+    words = sum(len(w) for w, _ in sentences)
+    return {"overall": prf(total), "labels": {k: prf(v) for k, v in sorted(counts.items())},
+            "sentences": len(sentences), "words": words, "words_per_second": round(words / seconds)}
+
+

@@ -1,0 +1,90 @@
+"""Dedup on the real broker: across partitions and workers, and across a worker restart."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from tests.conftest import Pipeline, make_feed
+
+pytestmark = pytest.mark.kafka
+
+
+def story_pairs(feed, n: int) -> list[tuple[bytes, bytes]]:
+    """(first sighting, near-duplicate copy) message pairs from the labelled feed."""
+    by_id = {g["id"]: line for line, g in zip(feed.lines, feed.gold, strict=True) if g.get("id")}
+    pairs = []
+    for line, g in zip(feed.lines, feed.gold, strict=True):
+        if g.get("duplicate_kind") == "near" and g["duplicate_of"] in by_id:
+            pairs.append((by_id[g["duplicate_of"]], line))
+    return pairs[:n]
+
+
+def publish_to(pipeline: Pipeline, items: list[tuple[bytes, int]]) -> None:
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=pipeline.bootstrap, acks="all", max_request_size=8 * 1024 * 1024)
+    for value, partition in items:
+        producer.send(pipeline.settings.topic("articles.raw"), value=value, partition=partition)
+    producer.flush()
+    producer.close()
+
+
+def wait_for_clean_on_all(pipeline: Pipeline, timeout: float = 60) -> list[float]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        counts = []
+        for w in pipeline.workers:
+            text = w.scrape()
+            counts.append(sum(float(x.rsplit(" ", 1)[1]) for x in text.splitlines()
+                              if x.startswith('streams_articles_in_total{stage="clean"}')))
+        if all(c > 0 for c in counts):
+            return counts
+        time.sleep(0.5)
+    return counts
+
+
+def test_near_duplicates_on_other_partitions_and_workers_are_caught(pipeline: Pipeline, tmp_path) -> None:
+    feed = make_feed(tmp_path, limit=400)
+    pairs = story_pairs(feed, 12)
+    assert len(pairs) >= 8
+    w1, w2 = pipeline.start_worker(), pipeline.start_worker()
+    w1.wait_ready()
+    w2.wait_ready()
+    time.sleep(3)  # let the group settle with both members
+    # first sightings on partitions 0/1, their copies on partitions 2/3
+    publish_to(pipeline, [(first, i % 2) for i, (first, _) in enumerate(pairs)])
+    pipeline.collect(expected=len(pairs))  # the first sightings are through, so "first" is well defined
+    publish_to(pipeline, [(copy, 2 + i % 2) for i, (_, copy) in enumerate(pairs)])
+    reader = pipeline.collect(expected=2 * len(pairs))
+    assert all(c > 0 for c in wait_for_clean_on_all(pipeline)), "both workers should have cleaned messages"
+    firsts = {json.loads(f)["id"] for f, _ in pairs}
+    dups = {d["id"]: d for d in reader.events["articles.duplicates"]}
+    for first, copy in pairs:
+        copy_id = json.loads(copy)["id"]
+        assert copy_id in dups, f"{copy_id} was not caught"
+        assert dups[copy_id]["duplicate_of"] == json.loads(first)["id"]
+        # "exact" where cleaning left the very same text under another id
+        assert dups[copy_id]["duplicate_kind"] in ("near", "exact")
+    assert {a["id"] for a in reader.events["articles.unique"]} == firsts
+
+
+def test_dedup_state_survives_a_worker_restart(pipeline: Pipeline, tmp_path) -> None:
+    feed = make_feed(tmp_path, limit=400)
+    pairs = story_pairs(feed, 5)
+    worker = pipeline.start_worker()
+    worker.wait_ready()
+    pipeline.publish([first for first, _ in pairs])
+    before = pipeline.collect(expected=len(pairs))
+    assert len(before.events["articles.unique"]) == len(pairs)
+    worker.stop()
+
+    restarted = pipeline.start_worker()  # a new process with a new state dir: tables come from changelogs
+    restarted.wait_ready()
+    pipeline.publish([copy for _, copy in pairs])
+    after = pipeline.collect(expected=2 * len(pairs))
+    dups = {d["id"]: d["duplicate_of"] for d in after.events["articles.duplicates"]}
+    for first, copy in pairs:
+        assert dups.get(json.loads(copy)["id"]) == json.loads(first)["id"]
