@@ -90,21 +90,115 @@ def cmd_produce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _as_raw_message(args: argparse.Namespace) -> bytes:
+    """The input as a raw wire message: JSON as it is, or a text/HTML file wrapped in one."""
+    data = _read(args.file)
+    if not (args.content_type or args.title) and data.lstrip().startswith(b"{"):
+        return data
+    text = data.decode("utf-8", "replace")
+    name = Path(args.file).name if args.file != "-" else "stdin"
+    content_type = args.content_type or ("text/html" if text.lstrip()[:1] == "<" else "text/plain")
+    return json.dumps({"id": name, "url": f"https://localhost/{name}", "source": "cli", "title": args.title,
+                       "body": text, "content_type": content_type,
+                       "published_at": datetime.now(UTC).isoformat()}).encode()
+
+
+def _clean_or_tagged(args: argparse.Namespace):
+    """A clean article (or a dead letter) from raw, clean or tagged JSON, text or HTML."""
+    from streams.events import CleanArticle, TaggedArticle
+    from streams.stages import clean_message
+
+    data = _as_raw_message(args)
+    try:
+        obj = json.loads(data)
+    except json.JSONDecodeError:
+        obj = None
+    if isinstance(obj, dict) and "entities" in obj:
+        return TaggedArticle.model_validate(obj)
+    if isinstance(obj, dict) and "content_hash" in obj:
+        return CleanArticle.model_validate(obj)
+    return clean_message(data, datetime.now(UTC), get_settings().max_body_bytes)
+
+
+def _tagger():
+    from streams.stages.tag import Tagger
+
+    s = get_settings()
+    return Tagger(s.spacy_model, s.knowledge_base, s.taxonomy)
+
+
 def cmd_clean(args: argparse.Namespace) -> int:
     from streams.stages import clean_message
-    from streams.stages.validate import parse_raw
 
-    settings = get_settings()
-    data = _read(args.file)
-    if args.content_type or args.title or not data.lstrip().startswith(b"{"):
-        text = data.decode("utf-8", "replace")
-        content_type = args.content_type or ("text/html" if text.lstrip()[:1] == "<" else "text/plain")
-        data = json.dumps({"id": Path(args.file).name if args.file != "-" else "stdin",
-                           "url": "https://localhost/" + (Path(args.file).name if args.file != "-" else "stdin"),
-                           "source": "cli", "title": args.title, "body": text, "content_type": content_type,
-                           "published_at": datetime.now(UTC).isoformat()}).encode()
-    assert parse_raw is not None
-    _emit(clean_message(data, datetime.now(UTC), settings.max_body_bytes))
+    _emit(clean_message(_as_raw_message(args), datetime.now(UTC), get_settings().max_body_bytes))
+    return 0
+
+
+def cmd_tag(args: argparse.Namespace) -> int:
+    from streams.events import DeadLetter, TaggedArticle
+
+    article = _clean_or_tagged(args)
+    if isinstance(article, DeadLetter):
+        _emit(article)
+        return 1
+    _emit(article if isinstance(article, TaggedArticle) else _tagger().tag(article))
+    return 0
+
+
+def cmd_alert(args: argparse.Namespace) -> int:
+    from streams.events import DeadLetter, TaggedArticle
+    from streams.stages.alert import RuleEngine, load_rules
+
+    article = _clean_or_tagged(args)
+    if isinstance(article, DeadLetter):
+        _emit(article)
+        return 1
+    tagger = _tagger()
+    tagged = article if isinstance(article, TaggedArticle) else tagger.tag(article)
+    rules = load_rules(Path(args.rules) if args.rules else get_settings().rules, set(tagger.kb.entities))
+    for alert in RuleEngine(rules).evaluate(tagged):
+        print(alert.model_dump_json())
+    return 0
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    from streams.stages.alert import RulesError, load_rules
+    from streams.stages.tag import KnowledgeBase
+
+    try:
+        rules = load_rules(Path(args.file), set(KnowledgeBase.load(get_settings().knowledge_base).entities))
+    except RulesError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(f"{args.file}: {len(rules)} rules OK ({', '.join(r.id for r in rules)})")
+    return 0
+
+
+def cmd_eval_ner(args: argparse.Namespace) -> int:
+
+    from streams.ner import evaluate_conll
+    from streams.stages.tag import build_nlp
+
+    s = get_settings()
+    nlp = build_nlp(s.spacy_model, s.knowledge_base)
+    report = {"model": s.spacy_model or "blank('en') + knowledge base + patterns",
+              **evaluate_conll(nlp, Path(args.conll))}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"{args.conll}: {report['sentences']} sentences, {report['words']} words; model: {report['model']}")
+    print(f"{'label':8}{'precision':>10}{'recall':>8}{'F1':>8}{'support':>9}")
+    for label, r in [*report["labels"].items(), ("overall", report["overall"])]:
+        print(f"{label:8}{r['precision']:>10.4f}{r['recall']:>8.4f}{r['f1']:>8.4f}{r['support']:>9}")
+    print(f"speed: {report['words_per_second']:,} words/s (one process, nlp.pipe)")
+    return 0
+
+
+def cmd_train_ner(args: argparse.Namespace) -> int:
+    from streams.ner import SHIPPED_MODEL, train
+
+    out = train(Path(args.conll), Path(args.out) if args.out else SHIPPED_MODEL)
+    print(f"model written to {out}")
     return 0
 
 
@@ -164,6 +258,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--content-type", choices=["text/plain", "text/html"])
     p.add_argument("--title")
     p.set_defaults(func=cmd_clean)
+
+    for name, func, help_ in (("tag", cmd_tag, "print the tagged event for one article (raw/clean JSON, text, HTML)"),
+                              ("alert", cmd_alert, "print the alerts one article would fire, as JSON lines")):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("file", help="a file, or - for stdin")
+        p.add_argument("--content-type", choices=["text/plain", "text/html"])
+        p.add_argument("--title")
+        if name == "alert":
+            p.add_argument("--rules", help="rules file (default: STREAMS_RULES)")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("rules", help="validate a rules file")
+    p.add_argument("action", choices=["check"])
+    p.add_argument("file")
+    p.set_defaults(func=cmd_rules)
+
+    p = sub.add_parser("eval-ner", help="score the tag pipeline's entities on a CoNLL-2003 file")
+    p.add_argument("--conll", required=True, help="e.g. ../shared/corpus/conll2003/eng.testb")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_eval_ner)
+
+    p = sub.add_parser("train-ner", help="train the NER on CoNLL-2003 (eng.train, eng.testa as dev)")
+    p.add_argument("--conll", required=True, help="directory with eng.train and eng.testa")
+    p.add_argument("--out", help="output directory (default: the shipped model, streams/data/ner)")
+    p.set_defaults(func=cmd_train_ner)
 
     p = sub.add_parser("schemas", help="write (or --check) the JSON Schemas in schemas/")
     p.add_argument("--check", action="store_true")

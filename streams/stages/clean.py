@@ -100,19 +100,21 @@ CRUMB_SEP = re.compile(r"\s*(?:›|»|>|/|\||→|::)\s*")
 @dataclass(slots=True)
 class Block:
     text: str
-    words: list[str] = field(default_factory=list)
+    words: list[str]
     kind: str | None = None  # why it was removed; None = kept
+    n: int = 0
+    key: str = ""
+    prose: bool = False
 
-    @property
-    def n(self) -> int:
-        return len(self.words)
+    def __post_init__(self) -> None:
+        self.n = len(self.words)
+        self.key = " ".join(self.words)
+        # sentence-like: long enough, ends like a sentence, uses function words
+        self.prose = (self.n >= 8 and bool(SENTENCE_END.search(self.text))
+                      and sum(w in STOP_WORDS for w in self.words) >= 0.2 * self.n)
 
     def is_prose(self) -> bool:
-        """A sentence-like paragraph: long enough, ends like a sentence, uses function words."""
-        if self.n < 8:
-            return False
-        stop = sum(w in STOP_WORDS for w in self.words) / self.n
-        return stop >= 0.2 and bool(SENTENCE_END.search(self.text))
+        return self.prose
 
 
 @dataclass(slots=True)
@@ -120,6 +122,7 @@ class Cleaned:
     title: str
     paragraphs: list[str]
     removed: Counter[str]
+    body_words: list[str] = field(default_factory=list)
 
     @property
     def body(self) -> str:
@@ -129,8 +132,8 @@ class Cleaned:
 def normalise(text: str) -> str:
     """NFC, one kind of space, no control characters, stripped lines, at most one blank line."""
     text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
-    text = CONTROL.sub("", text)
-    lines = [SPACES.sub(" ", line).strip() for line in text.split("\n")]
+    text = SPACES.sub(" ", CONTROL.sub("", text))
+    lines = [line.strip() for line in text.split("\n")]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
@@ -143,9 +146,12 @@ def key(text: str) -> str:
     return " ".join(words(text))
 
 
-def content_hash(title: str, body: str) -> str:
-    """sha256 of the normalised body text: equal for the same text under another id, url or title."""
-    return hashlib.sha256(key(body).encode()).hexdigest()
+def content_hash(title: str, body: str | list[str]) -> str:
+    """sha256 of the normalised body text: equal for the same text under another id, url or title.
+
+    ``body`` may be given as its words already (the clean stage has them)."""
+    normalised = " ".join(body) if isinstance(body, list) else key(body)
+    return hashlib.sha256(normalised.encode()).hexdigest()
 
 
 def split_blocks(text: str) -> list[Block]:
@@ -200,7 +206,7 @@ def looks_priced(block: Block) -> bool:
 def clean_blocks(blocks: list[Block], title: str) -> None:
     """Mark every boilerplate block with the kind that removes it (in place)."""
     title_key = key(title)
-    all_keys = [key(b.text) for b in blocks]
+    all_keys = [b.key for b in blocks]
 
     # 1. shapes, and the tail section a marker heading starts
     seen_prose = False
@@ -293,7 +299,8 @@ def clean_text(body: str, title: str | None = None, content_type: str = "text/pl
         if first is not None and first.n <= 20 and not first.text.endswith("."):
             title, first.kind = first.text, "title"
     removed = Counter(b.kind for b in blocks if b.kind and b.kind != "title")
-    return Cleaned(title, [b.text for b in blocks if b.kind is None], removed)
+    kept = [b for b in blocks if b.kind is None]
+    return Cleaned(title, [b.text for b in kept], removed, [w for b in kept for w in b.words])
 
 
 def clean_article(raw: RawArticle, ingested_at: datetime) -> CleanArticle:
@@ -302,7 +309,7 @@ def clean_article(raw: RawArticle, ingested_at: datetime) -> CleanArticle:
     return CleanArticle(
         id=raw.id, url=str(raw.url), source=raw.source, title=cleaned.title, body=cleaned.body,
         content_type=raw.content_type, published_at=raw.published_at, ingested_at=ingested_at,
-        content_hash=content_hash(cleaned.title, cleaned.body),
-        word_count=len(words(cleaned.title)) + len(words(cleaned.body)),
+        content_hash=content_hash(cleaned.title, cleaned.body_words),
+        word_count=len(words(cleaned.title)) + len(cleaned.body_words),
         removed=dict(cleaned.removed),
     )

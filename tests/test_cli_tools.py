@@ -1,0 +1,54 @@
+"""The one-article tools (`streams tag`, `streams alert`, `streams rules check`) and `streams eval-ner`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from streams.settings import DATA_DIR
+from tests.conftest import SHARED, require
+
+RUSSIA = (DATA_DIR / "sample_feed.jsonl").read_text().splitlines()[0]
+
+
+def streams(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "streams", *args], input=stdin, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_tag_prints_canonical_entities_and_topics() -> None:
+    done = streams("tag", "-", stdin=RUSSIA)
+    assert done.returncode == 0, done.stderr
+    event = json.loads(done.stdout)
+    ids = {e["id"] for e in event["entities"]}
+    assert {"country/RU", "asset/btc", "person/anton-siluanov", "org/cbr"} <= ids
+    assert "sanctions" in {t["id"] for t in event["topics"]}
+
+
+def test_alert_prints_the_alerts_one_article_fires() -> None:
+    done = streams("alert", "-", stdin=RUSSIA)
+    alerts = [json.loads(line) for line in done.stdout.splitlines()]
+    assert {"russia-sanctions-payments", "crypto-regulation"} <= {a["rule_id"] for a in alerts}
+    quiet = streams("alert", "-", "--title", "Local fete", stdin="The village fete raised money for the hall.")
+    assert quiet.returncode == 0 and quiet.stdout == ""
+
+
+def test_rules_check(tmp_path: Path) -> None:
+    assert streams("rules", "check", str(DATA_DIR / "rules.yaml")).returncode == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rules:\n  - id: r1\n    when: {entity: country/XX-nope}\n")
+    done = streams("rules", "check", str(bad))
+    assert done.returncode == 1 and "country/XX-nope" in done.stderr
+
+
+def test_eval_ner_scores_a_conll_file() -> None:
+    testb = SHARED / "corpus" / "conll2003" / "eng.testb"
+    require(testb.exists(), "the CoNLL-2003 files in ../shared")
+    done = streams("eval-ner", "--conll", str(testb), "--json")
+    report = json.loads(done.stdout)
+    assert set(report["labels"]) == {"PER", "ORG", "LOC", "MISC"}
+    assert report["overall"]["support"] == 5648 and report["words_per_second"] > 0
+    # the knowledge-base layer is precise on what it knows
+    assert report["overall"]["precision"] > 0.8
