@@ -11,6 +11,7 @@ keeps flowing. Run it with ``streams worker``.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime
 from functools import cached_property
@@ -19,7 +20,9 @@ import faust
 
 from streams.broker import bootstrap_servers
 from streams.events import CleanArticle, DeadLetter, TaggedArticle
+from streams.ingest import handle_post
 from streams.metrics import Metrics
+from streams.schemas import openapi
 from streams.settings import Settings, get_settings
 from streams.stages import clean_message, traceback_summary
 from streams.stages.alert import RuleEngine, load_rules
@@ -204,6 +207,32 @@ async def alert(stream: faust.StreamT) -> None:
             await alerts_topic.send(key=a.id.encode(), value=a.dumps())
             metrics.observe_latency("alert", a.created_at, article.ingested_at, article.published_at)
         metrics.articles_out.labels("alert", "alerted" if alerts else "no_alert").inc()
+
+
+@app.page("/articles")
+class ArticlesView(faust.web.View):
+    """``POST /articles``: one JSON article or an array; 202 with the ids once Kafka has them."""
+
+    async def post(self, request: faust.web.Request) -> faust.web.Response:
+        try:
+            body: bytes | None = await request.read()
+        except Exception:  # aiohttp refuses a body over its limit (the same 1 MiB)
+            body = None
+        result = handle_post(body, request.headers.get("Content-Type"), settings.max_body_bytes)
+        if result.status != 202:
+            for err in result.body.get("rejected", [{"reason": result.body["error"]}]):
+                metrics.ingest_rejected.labels("http", err["reason"]).inc()
+            metrics.ingested.labels("http", "rejected").inc(max(1, len(result.body.get("rejected", []))))
+            return self.json(result.body, status=result.status)
+        sent = [await raw_topic.send(key=a.id.encode(), value=a.dumps()) for a in result.articles]
+        await asyncio.gather(*sent)  # delivery confirmed before we answer
+        metrics.ingested.labels("http", "accepted").inc(len(result.articles))
+        return self.json(result.body, status=202)
+
+
+@app.page("/openapi.json")
+async def openapi_page(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:
+    return web.json(openapi())
 
 
 @app.page("/metrics")

@@ -71,22 +71,44 @@ def cmd_produce(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from streams.broker import bootstrap_servers
+    from streams.ingest import RateLimiter, file_messages
     from streams.producer import ArticleProducer, PublishReport
 
     settings = get_settings()
-    lines = _read(args.file).splitlines()
+    source = Path(args.file)
+    messages = sys.stdin.buffer.read().splitlines() if args.file == "-" else list(file_messages(source))
     report = PublishReport()
+    limiter = RateLimiter(args.rate)
     with ArticleProducer(settings, bootstrap_servers(settings)) as producer:
-        for line in tqdm(lines, desc="publishing", unit="msg", disable=args.quiet):
-            if not line.strip():
+        for message in tqdm(messages, desc="publishing", unit="msg", disable=args.quiet):
+            if not message.strip():
                 continue
+            limiter.wait()
             if args.raw:
-                producer.publish_raw(line)
+                producer.publish_raw(message)
                 report.sent += 1
             else:
-                producer.publish(line, report)
+                producer.publish(message, report)
     rejected = ", ".join(f"{k}={v}" for k, v in sorted(report.rejected.items())) or "none"
     print(f"sent {report.sent}, rejected {sum(report.rejected.values())} ({rejected})")
+    return 0
+
+
+def cmd_poll(args: argparse.Namespace) -> int:
+    from streams.broker import bootstrap_servers
+    from streams.producer import ArticleProducer
+    from streams.rss import PollConfig, Poller, PollState
+
+    settings = get_settings()
+    config = PollConfig.load(Path(args.feeds))
+    state = PollState.load(Path(args.state) if args.state else settings.home / "rss-state.json")
+    with ArticleProducer(settings, bootstrap_servers(settings)) as producer:
+        poller = Poller(config, state, producer.publish, producer.flush)
+        if args.once:
+            r = poller.poll_once()
+            print(f"{r.published} new, {r.not_modified} unchanged, {r.skipped} already sent, {len(r.errors)} errors")
+            return 1 if r.errors else 0
+        poller.run()
     return 0
 
 
@@ -248,10 +270,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("produce", help="publish JSON Lines articles to articles.raw")
-    p.add_argument("file", help="a .jsonl file, or - for stdin")
+    p.add_argument("file", help="a .jsonl file, a directory of .json/.jsonl/.html/.txt files, or - for stdin")
     p.add_argument("--raw", action="store_true", help="send lines as they are, without validation")
+    p.add_argument("--rate", type=lambda v: float(v.removesuffix("/s")), metavar="N[/s]",
+                   help="at most N messages per second (load tests)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_produce)
+
+    p = sub.add_parser("poll", help="poll RSS/Atom feeds and publish new items once")
+    p.add_argument("feeds", help="FEEDS.yaml: interval and a list of feeds")
+    p.add_argument("--state", help="state file (default: $STREAMS_HOME/rss-state.json)")
+    p.add_argument("--once", action="store_true", help="poll every feed once and exit")
+    p.set_defaults(func=cmd_poll)
 
     p = sub.add_parser("clean", help="print the clean event for one article (raw JSON, text or HTML)")
     p.add_argument("file", help="a file, or - for stdin")

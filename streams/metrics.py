@@ -53,6 +53,10 @@ class Metrics:
                                  ["stage", "since"], buckets=LATENCY_BUCKETS, registry=r)
         self.batch_size = Histogram("streams_batch_size", "Messages per processed batch.", ["stage"],
                                     buckets=BATCH_BUCKETS, registry=r)
+        self.ingested = Counter("streams_ingest_total", "Articles offered at an ingestion path, by outcome.",
+                                ["path", "outcome"], registry=r)
+        self.ingest_rejected = Counter("streams_ingest_rejected_total", "Articles rejected at the door, by reason.",
+                                       ["path", "reason"], registry=r)
         self.consumer_lag = Gauge("streams_consumer_lag_messages", "Messages not yet consumed.",
                                   ["topic", "partition"], registry=r)
         self.dedup_state = Gauge("streams_dedup_state_articles", "Articles remembered by dedup.", registry=r)

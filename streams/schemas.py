@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from streams.events import TOPIC_EVENTS
+from streams.events import TOPIC_EVENTS, RawArticle
+from streams.ingest import MAX_ARTICLES_PER_REQUEST, MAX_REQUEST_BYTES
 from streams.settings import PACKAGE_DIR
 
 SCHEMA_DIR = PACKAGE_DIR.parent / "schemas"
@@ -26,7 +27,43 @@ def rendered() -> dict[str, str]:
         files[name] = json.dumps(schema, indent=2, sort_keys=True) + "\n"
         index[topic] = name
     files["topics.json"] = json.dumps(index, indent=2) + "\n"
+    files["openapi.json"] = json.dumps(openapi(), indent=2, sort_keys=True) + "\n"
     return files
+
+
+def openapi() -> dict:
+    """The OpenAPI description of the worker's HTTP endpoints."""
+    article = RawArticle.model_json_schema(ref_template="#/components/schemas/{model}")
+    defs = article.pop("$defs", {})
+    error = {"type": "object", "properties": {
+        "error": {"type": "string"}, "detail": {"type": "string"},
+        "rejected": {"type": "array", "items": {"type": "object", "properties": {
+            "index": {"type": "integer"}, "id": {"type": ["string", "null"]}, "reason": {"type": "string"},
+            "detail": {"type": "string"}}}}}}
+    err = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "streams worker", "version": "1", "description":
+                 "Publish articles to articles.raw over HTTP, and read the worker's metrics."},
+        "paths": {
+            "/articles": {"post": {
+                "summary": "Validate and publish one article or an array of articles (all or nothing).",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [
+                    {"$ref": "#/components/schemas/RawArticle"},
+                    {"type": "array", "items": {"$ref": "#/components/schemas/RawArticle"}, "minItems": 1,
+                     "maxItems": MAX_ARTICLES_PER_REQUEST}]}}}},
+                "responses": {
+                    "202": {"description": "Published; Kafka confirmed every article.", "content": {
+                        "application/json": {"schema": {"type": "object", "properties": {
+                            "accepted": {"type": "integer"}, "ids": {"type": "array", "items": {"type": "string"}}}}}}},
+                    "400": {"description": "Not JSON, or an article is invalid; nothing was published.", **err},
+                    "413": {"description": f"Larger than {MAX_REQUEST_BYTES} bytes, or too many articles.", **err},
+                    "415": {"description": "Not application/json.", **err}}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics.", "responses": {"200": {
+                "description": "Prometheus text format.", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+        },
+        "components": {"schemas": {"RawArticle": article, "Error": error, **defs}},
+    }
 
 
 def write_schemas(directory: Path = SCHEMA_DIR) -> list[Path]:
