@@ -5,12 +5,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 APT_PACKAGES := openjdk-17-jre-headless maven
 
-.PHONY: demo test lint eval schemas prereqs kafka-start kafka-stop clean
+.PHONY: demo test lint eval schemas prereqs test-prereqs _install kafka-start kafka-stop clean
 
 demo: $(STAMP) prereqs  ## local broker + pipeline + sample articles, alerts and metrics on screen
 	$(BIN)/streams demo
 
-test: $(STAMP) prereqs  ## the whole suite, integration tests on a real local broker included
+test: $(STAMP) test-prereqs  ## the whole suite, integration tests on a real local broker included
 	$(BIN)/pytest
 
 lint: $(STAMP)
@@ -37,14 +37,25 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	rm -f $(VENV)/.installed-* && touch $@
 
-# Java 17 runs the broker, Maven fetches it; installed from Debian when missing and we are root.
+# System tools, from Debian when missing (as root): command=package. The demo needs Java (runs
+# Kafka) and Maven (fetches it); the tests also need Prometheus, Alertmanager and docker-compose.
+DEMO_TOOLS := java=openjdk-17-jre-headless mvn=maven
+TEST_TOOLS := $(DEMO_TOOLS) promtool=prometheus prometheus=prometheus \
+	prometheus-alertmanager=prometheus-alertmanager docker-compose=docker-compose
+
 prereqs:
-	@missing=""; command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
-	command -v mvn >/dev/null || missing="$$missing maven"; \
+	@$(MAKE) --no-print-directory _install TOOLS="$(DEMO_TOOLS)"
+
+test-prereqs:
+	@$(MAKE) --no-print-directory _install TOOLS="$(TEST_TOOLS)"
+
+_install:
+	@missing=""; for pair in $(TOOLS); do command -v $${pair%%=*} >/dev/null || missing="$$missing $${pair#*=}"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
-	  else echo "Please install:$$missing (Java 17+ runs Kafka, Maven fetches it)"; exit 1; fi; \
+	    echo "installing:$$missing"; apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  else echo "Please install:$$missing"; exit 1; fi; \
 	fi
 
 clean:

@@ -63,6 +63,13 @@ class StreamsApp(faust.App):
         return Tagger(s.spacy_model, s.knowledge_base, s.taxonomy)
 
     @cached_property
+    def admin(self):
+        """A kafka-python admin client for the lag probe (blocking: used from an executor)."""
+        from kafka import KafkaAdminClient
+
+        return KafkaAdminClient(bootstrap_servers=bootstrap_servers(self.settings), client_id=f"{self.conf.id}-lag")
+
+    @cached_property
     def rules(self) -> list:
         return load_rules(self.settings.rules, set(self.tagger.kb.entities))
 
@@ -207,6 +214,35 @@ async def alert(stream: faust.StreamT) -> None:
             await alerts_topic.send(key=a.id.encode(), value=a.dumps())
             metrics.observe_latency("alert", a.created_at, article.ingested_at, article.published_at)
         metrics.articles_out.labels("alert", "alerted" if alerts else "no_alert").inc()
+
+
+LOGICAL_TOPICS = {settings.topic(t): t for t in ("articles.raw", "articles.clean", "articles.unique",
+                                                 "articles.tagged")}
+
+
+@app.timer(interval=settings.lag_interval)
+async def report_consumer_lag() -> None:
+    """Lag of the partitions this worker owns: the highwater mark minus the group's committed offset.
+
+    Each worker reports only its own partitions, so sums over workers are right."""
+    assigned = [tp for tp in app.consumer.assignment() if tp.topic in LOGICAL_TOPICS]
+    if not assigned:
+        metrics.consumer_lag.clear()
+        return
+    from kafka import TopicPartition
+
+    def committed() -> dict:
+        offsets = app.admin.list_group_offsets({app.conf.id: [TopicPartition(t, p) for t, p in assigned]})
+        return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.get(app.conf.id, {}).items()}
+
+    done = await asyncio.get_running_loop().run_in_executor(None, committed)
+    metrics.consumer_lag.clear()
+    for tp in assigned:
+        highwater = app.consumer.highwater(tp)
+        if highwater is None:
+            continue
+        lag = highwater - max(0, done.get((tp.topic, tp.partition), 0))
+        metrics.consumer_lag.labels(LOGICAL_TOPICS[tp.topic], str(tp.partition)).set(max(0, lag))
 
 
 @app.page("/articles")

@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     tag_batch_size: int = Field(default=64, ge=1)
     tag_batch_seconds: float = Field(default=0.05, gt=0)
 
+    lag_interval: float = Field(default=5.0, gt=0, description="Seconds between consumer-lag measurements.")
     web_host: str = Field(default="127.0.0.1", description="Bind address of the worker web server.")
     web_port: int = Field(default=6066, description="Worker web server (/metrics, /articles).")
     data_dir: Path = Field(default=Path("var/worker"), description="Faust table state directory.")

@@ -119,10 +119,10 @@ class Pipeline:
     directory: Path
     workers: list[Worker] = field(default_factory=list)
 
-    def start_worker(self) -> Worker:
+    def start_worker(self, **env: str) -> Worker:
         n = len(self.workers)
-        worker = Worker(worker_env(self.settings, self.bootstrap, self.directory / f"state-{n}"), free_port(),
-                        self.directory / f"worker-{n}.log")
+        worker = Worker({**worker_env(self.settings, self.bootstrap, self.directory / f"state-{n}"), **env},
+                        free_port(), self.directory / f"worker-{n}.log")
         worker.start()
         self.workers.append(worker)
         return worker
