@@ -12,6 +12,8 @@ keeps flowing. Run it with ``streams worker``.
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import time
 from datetime import UTC, datetime
 from functools import cached_property
@@ -26,6 +28,7 @@ from streams.schemas import openapi
 from streams.settings import Settings, get_settings
 from streams.stages import clean_message, traceback_summary
 from streams.stages.alert import RuleEngine, load_rules
+from streams.stages.burst import BurstConfig, BurstDetector, burst_alert
 from streams.stages.dedup import Deduplicator, mark_duplicate
 from streams.stages.tag import Tagger
 from streams.stages.validate import dead_letter
@@ -74,6 +77,7 @@ class StreamsApp(faust.App):
         return load_rules(self.settings.rules, set(self.tagger.kb.entities))
 
 
+log = logging.getLogger("streams")
 app = StreamsApp(get_settings())
 settings, metrics = app.settings, app.metrics
 
@@ -89,6 +93,7 @@ duplicates_topic = _topic("articles.duplicates")
 tagged_topic = _topic("articles.tagged")
 alerts_topic = _topic("alerts")
 deadletter_topic = _topic("articles.deadletter")
+mentions_topic = _topic("entity.mentions")
 
 # Dedup state: changelog-backed tables, one partition like the topic that feeds them.
 JSON = faust.Schema(key_serializer="json", value_serializer="json")
@@ -97,6 +102,8 @@ dedup_bands = app.Table("dedup-bands", partitions=1, schema=JSON)
 dedup_signatures = app.Table("dedup-signatures", partitions=1, schema=JSON)
 # Alert suppression: rule + story -> when it fired; co-partitioned with articles.tagged (key = id).
 alerts_fired = app.Table("alerts-fired", schema=JSON)
+# Trend bursts: per-entity minute and hour buckets; co-partitioned with entity.mentions (key = entity).
+burst_counts = app.Table("burst-counts", schema=JSON)
 
 
 def now() -> datetime:
@@ -136,9 +143,7 @@ async def clean(stream: faust.StreamT) -> None:
 
 @app.agent(clean_topic)
 async def dedup(stream: faust.StreamT) -> None:
-    dedup_state = Deduplicator(dedup_hashes, dedup_bands, dedup_signatures, threshold=settings.dedup_threshold,
-                               num_perm=settings.dedup_num_perm,
-                               retention_seconds=settings.dedup_retention_days * 86400)
+    dedup_state = Deduplicator.from_settings(settings, dedup_hashes, dedup_bands, dedup_signatures)
     next_expiry = 0.0
     async for event in stream.events():
         metrics.articles_in.labels("dedup").inc()
@@ -214,6 +219,34 @@ async def alert(stream: faust.StreamT) -> None:
             await alerts_topic.send(key=a.id.encode(), value=a.dumps())
             metrics.observe_latency("alert", a.created_at, article.ingested_at, article.published_at)
         metrics.articles_out.labels("alert", "alerted" if alerts else "no_alert").inc()
+        for entity in article.entities:
+            if entity.id:
+                mention = {"entity": entity.id, "name": entity.name, "count": entity.count, "article": article.id,
+                           "at": article.ingested_at.isoformat()}
+                await mentions_topic.send(key=entity.id.encode(), value=json.dumps(mention).encode())
+
+
+@app.agent(mentions_topic)
+async def bursts(stream: faust.StreamT) -> None:
+    detector = BurstDetector(burst_counts, BurstConfig(
+        recent_minutes=settings.burst_recent_minutes, baseline_hours=settings.burst_baseline_hours,
+        factor=settings.burst_factor, min_count=settings.burst_min_count))
+    next_expiry = 0.0
+    async for event in stream.events():
+        try:
+            mention = json.loads(event.value)
+            at = datetime.fromisoformat(mention["at"])
+            if time.monotonic() >= next_expiry:
+                detector.expire(at)
+                next_expiry = time.monotonic() + 600
+            burst = detector.mention(mention["entity"], at, int(mention.get("count", 1)))
+        except Exception:  # an internal event, not an input article: log it, never dead-letter it
+            log.exception("bad entity mention at offset %s", event.message.offset)
+            continue
+        if burst is not None:
+            a = burst_alert(burst, "medium", mention.get("name"), mention.get("article"))
+            metrics.alerts.labels(a.rule_id, a.severity).inc()
+            await alerts_topic.send(key=a.id.encode(), value=a.dumps())
 
 
 LOGICAL_TOPICS = {settings.topic(t): t for t in ("articles.raw", "articles.clean", "articles.unique",

@@ -248,6 +248,33 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_alerts(args: argparse.Namespace) -> int:
+    from streams.broker import bootstrap_servers
+    from streams.consumers import alert_consumer, follow, format_alert, matches
+
+    settings = get_settings()
+    consumer = alert_consumer(settings, bootstrap_servers(settings), None, args.from_beginning)
+    try:
+        for alert, _ in follow(consumer, stop_after_idle=args.idle):
+            if matches(alert, args.severity, args.rule):
+                print(alert.model_dump_json() if args.json else format_alert(alert), flush=True)
+    finally:
+        consumer.close()
+    return 0
+
+
+def cmd_forward(args: argparse.Namespace) -> int:
+    from streams.broker import bootstrap_servers
+    from streams.consumers import AlertmanagerForwarder, WebhookForwarder, forward
+
+    settings = get_settings()
+    kind = AlertmanagerForwarder if args.kind == "alertmanager" else WebhookForwarder
+    counts = forward(kind(args.url, retries=args.retries), settings, bootstrap_servers(settings),
+                     args.group or f"{settings.app_id}-forward-{args.kind}", stop_after_idle=args.idle)
+    print(f"delivered {counts['delivered']}, dead-lettered {counts['dead_lettered']}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from streams.demo import run_demo
 
@@ -323,6 +350,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gold", required=True)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("alerts", help="follow the alerts topic: readable lines or --json")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--severity", choices=["info", "low", "medium", "high", "critical"], help="at least this")
+    p.add_argument("--rule", action="append", help="only these rule ids (repeatable)")
+    p.add_argument("--from-beginning", action="store_true")
+    p.add_argument("--idle", type=float, help="exit after this many seconds without alerts")
+    p.set_defaults(func=cmd_alerts)
+
+    p = sub.add_parser("forward", help="deliver alerts to a webhook or to Prometheus Alertmanager")
+    p.add_argument("kind", choices=["webhook", "alertmanager"])
+    p.add_argument("url", help="the webhook URL, or Alertmanager's base URL (http://host:9093)")
+    p.add_argument("--group", help="consumer group (default: <app id>-forward-<kind>)")
+    p.add_argument("--retries", type=int, default=5)
+    p.add_argument("--idle", type=float, help="exit after this many seconds without alerts")
+    p.set_defaults(func=cmd_forward)
 
     p = sub.add_parser("demo", help="local broker + pipeline + sample articles, alerts and metrics on screen")
     p.add_argument("--limit", type=int, default=300, help="corpus articles to feed (when a corpus is found)")

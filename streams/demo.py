@@ -18,18 +18,13 @@ from pathlib import Path
 from tqdm import tqdm
 
 from streams.broker import LocalKafka, free_port
+from streams.consumers import format_alert
+from streams.events import Alert
 from streams.runner import TopicReader, Worker, worker_env
 from streams.settings import DATA_DIR, PACKAGE_DIR, get_settings
 from streams.topics import ensure_topics
 
 SHARED = PACKAGE_DIR.parent.parent / "shared"
-SEVERITY_STYLE = {"critical": "\033[1;31m", "high": "\033[31m", "medium": "\033[33m", "low": "\033[36m",
-                  "info": "\033[37m"}
-RESET = "\033[0m"
-
-
-def _color(text: str, style: str) -> str:
-    return f"{style}{text}{RESET}" if sys.stdout.isatty() else text
 
 
 def demo_feed(limit: int, corpus: Path | None, workdir: Path) -> tuple[list[bytes], str]:
@@ -47,14 +42,6 @@ def demo_feed(limit: int, corpus: Path | None, workdir: Path) -> tuple[list[byte
         return [line for line in feed.read_bytes().split(b"\n") if line], f"{corpus} (first {limit} articles)"
     sample = DATA_DIR / "sample_feed.jsonl"
     return [line for line in sample.read_bytes().split(b"\n") if line], f"bundled sample {sample.name}"
-
-
-def format_alert(alert: dict) -> str:
-    sev = alert["severity"]
-    evidence = alert.get("evidence") or {}
-    why = ", ".join([*evidence.get("entities", []), *evidence.get("topics", []), *evidence.get("keywords", [])])
-    return (f"  {_color(f'[{sev.upper():8}]', SEVERITY_STYLE.get(sev, ''))} {alert['rule_id']:26} "
-            f"{alert['title'][:60]:60}  ({why[:60]})")
 
 
 def run_demo(limit: int = 300, corpus: Path | None = None, timeout: float = 240.0) -> int:
@@ -101,11 +88,11 @@ def run_demo(limit: int = 300, corpus: Path | None = None, timeout: float = 240.
                 while reader.accounted() < len(lines) and time.monotonic() < deadline:
                     for topic, event in reader.poll():
                         if topic == "alerts":
-                            bar.write(format_alert(event))
+                            bar.write(format_alert(Alert.model_validate(event)))
                     bar.update(reader.accounted() - bar.n)
             for topic, event in reader.settle(deadline):
                 if topic == "alerts":
-                    print(format_alert(event))
+                    print(format_alert(Alert.model_validate(event)))
             return summarize(reader, len(lines), worker)
         except KeyboardInterrupt:
             print("\ninterrupted: shutting down")

@@ -11,6 +11,9 @@ is compared with.
 * dedup: precision and recall of "is a duplicate", the share of detected duplicates whose
   ``duplicate_of`` carries the same gold story, and bytes of dedup state per article.
 * tag: entities and topics per article, and throughput of the default tag pipeline.
+* alert: the default rules on the pipeline's output against the same rules on each story's gold
+  text: extra alerts (from boilerplate or missed duplicates), missed ones, and the most alerts one
+  story got from one rule.
 """
 
 from __future__ import annotations
@@ -103,8 +106,7 @@ def evaluate(feed_path: Path, gold_path: Path, progress: bool = True, tag: bool 
 
     # -- dedup ----------------------------------------------------------------------------------
     articles = [(g, out) for g, out in zip(gold, outputs, strict=True) if isinstance(out, CleanArticle)]
-    dedup = Deduplicator({}, {}, {}, threshold=settings.dedup_threshold, num_perm=settings.dedup_num_perm,
-                         retention_seconds=settings.dedup_retention_days * 86400)
+    dedup = Deduplicator.from_settings(settings, {}, {}, {})
     story_of = {}
     for g, out in articles:
         story_of.setdefault(out.id, g.get("story"))
@@ -157,7 +159,33 @@ def evaluate(feed_path: Path, gold_path: Path, progress: bool = True, tag: bool 
             "topics": dict(topics.most_common()),
         }
         report["throughput"]["tag"] = round(len(tagged) / tag_seconds, 1)
+        report["alert"] = evaluate_alerts(tagger, tagged, articles, verdicts)
     return report
+
+
+def evaluate_alerts(tagger, tagged: list, articles: list, verdicts: list) -> dict:
+    """Alerts from the pipeline's output against alerts from each story's gold clean text.
+
+    Extra alerts come from text the clean stage should have removed (or from dedup misses), missed
+    ones from text it removed wrongly; ``max_per_story`` > 1 means a story alerted twice for a rule.
+    """
+    from streams.stages.alert import RuleEngine, load_rules
+
+    settings = get_settings()
+    rules = load_rules(settings.rules, set(tagger.kb.entities))
+    story_of = {out.id: g.get("story") for (g, out), v in zip(articles, verdicts, strict=True) if not v.is_duplicate}
+    engine = RuleEngine(rules)
+    fired = Counter((a.rule_id, story_of[t.id]) for t in tagged for a in engine.evaluate(t))
+    firsts = [(g, out) for (g, out), v in zip(articles, verdicts, strict=True) if not v.is_duplicate]
+    gold_articles = [out.model_copy(update={"title": g["title"], "body": g["body"]}) for g, out in firsts]
+    gold_engine = RuleEngine(rules)
+    expected = {(a.rule_id, g["story"]) for (g, _), t in zip(firsts, tagger.tag_many(gold_articles), strict=True)
+                for a in gold_engine.evaluate(t)}
+    got = set(fired)
+    return {"fired": sum(fired.values()), "expected": len(expected),
+            "extra": len(got - expected), "missed": len(expected - got),
+            "max_per_story": max(fired.values(), default=0),
+            "by_rule": dict(Counter(rule for rule, _ in fired.elements()).most_common())}
 
 
 def print_report(report: dict) -> None:
@@ -177,5 +205,9 @@ def print_report(report: dict) -> None:
         print(f"tag         {t['entities_per_article']} entities/article, {t['with_kb_id']:.0%} canonical; "
               f"model: {t['model']}")
         print(f"  topics: {', '.join(f'{k}={v}' for k, v in t['topics'].items())}")
+    if "alert" in report:
+        a = report["alert"]
+        print(f"alert       {a['fired']} fired, {a['expected']} expected from the gold text: {a['extra']} extra, "
+              f"{a['missed']} missed, at most {a['max_per_story']} per rule and story")
     print("\nin-process throughput, one core (articles/s): "
           + ", ".join(f"{k} {v:,.0f}" for k, v in report["throughput"].items()))

@@ -158,4 +158,5 @@ TOPIC_EVENTS: dict[str, type[Event]] = {
     "articles.tagged": TaggedArticle,
     "alerts": Alert,
     "articles.deadletter": DeadLetter,
+    "alerts.deadletter": DeadLetter,
 }

@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_000_000, ge=1, description="Larger raw bodies are dead-lettered.")
 
     dedup_threshold: float = Field(default=0.5, gt=0, le=1, description="Jaccard of word 5-shingles.")
+    dedup_containment: float = Field(default=0.9, gt=0, le=1,
+                                     description="Share of the smaller text inside the larger that makes a copy.")
     dedup_num_perm: int = Field(default=128, ge=16)
     dedup_retention_days: float = Field(default=7.0, gt=0)
     dedup_expire_interval: float = Field(default=600.0, gt=0, description="Seconds between expiry sweeps.")
@@ -51,6 +53,10 @@ class Settings(BaseSettings):
     tag_batch_seconds: float = Field(default=0.05, gt=0)
 
     lag_interval: float = Field(default=5.0, gt=0, description="Seconds between consumer-lag measurements.")
+    burst_factor: float = Field(default=4.0, gt=1, description="Burst: recent rate over baseline.")
+    burst_min_count: int = Field(default=10, ge=1, description="Burst: mentions needed in the recent window.")
+    burst_recent_minutes: int = Field(default=60, ge=1)
+    burst_baseline_hours: int = Field(default=72, ge=1)
     web_host: str = Field(default="127.0.0.1", description="Bind address of the worker web server.")
     web_port: int = Field(default=6066, description="Worker web server (/metrics, /articles).")
     data_dir: Path = Field(default=Path("var/worker"), description="Faust table state directory.")

@@ -30,6 +30,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.topic("articles.tagged"), n, config),
         TopicSpec(settings.topic("alerts"), n, config),
         TopicSpec(settings.topic("articles.deadletter"), n, config),
+        TopicSpec(settings.topic("alerts.deadletter"), 1, config),
+        # internal: canonical entity mentions keyed by entity, so trend counts meet on one partition
+        TopicSpec(settings.topic("entity.mentions"), n, {}),
     ]
 
 

@@ -50,3 +50,11 @@ def test_cli_json_output(tmp_path: Path) -> None:
     report = json.loads(out)
     assert {"clean", "deadletter", "dedup", "tag", "throughput"} <= set(report)
     assert report["messages"] == len(feed.lines)
+
+
+def test_alerts_match_the_gold_text_and_fire_once_per_story(report: dict) -> None:
+    a = report["alert"]
+    assert a["expected"] > 20 and a["fired"] > 20
+    assert a["extra"] == 0, "an alert fired from text that is not the article (boilerplate) or a missed copy"
+    assert a["missed"] == 0
+    assert a["max_per_story"] == 1

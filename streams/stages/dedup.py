@@ -7,8 +7,10 @@ word 5-shingles of title + body >= ``threshold`` (0.5 by default).
 
 Near duplicates are found with MinHash (datasketch) and LSH banding: each article's signature is cut
 into ``b`` bands of ``r`` rows; articles sharing a band are candidates, and a candidate counts only
-after verification, when the signatures' estimated Jaccard reaches the threshold. LSH is tuned for
-a lower threshold than the verification so that borderline pairs become candidates.
+after verification: the signatures' estimated Jaccard reaches the threshold, or the smaller text is
+at least ``containment`` (0.9) contained in the larger - the syndicated copy that lost its last
+paragraph, whose Jaccard can drop below 0.5 while every sentence it keeps is the original's. LSH
+is tuned for a lower threshold than the verification so that such pairs become candidates.
 
 State lives in three mappings - in the worker they are Faust tables backed by changelog topics, in
 ``streams eval`` plain dicts - so a restarted worker recovers it:
@@ -36,7 +38,7 @@ from streams.stages.clean import words
 
 SHINGLE = 5
 SCHEME = "affine32"  # datasketch 2 permutation scheme: 32-bit hash values
-_HEAD = struct.Struct("<dH")  # seen-at (unix seconds), length of the root id
+_HEAD = struct.Struct("<dIH")  # seen-at (unix seconds), shingle count, length of the root id
 
 
 def shingles(title: str, body: str, k: int = SHINGLE) -> list[bytes]:
@@ -75,37 +77,58 @@ class Deduplicator:
         threshold: float = 0.5,
         num_perm: int = 128,
         retention_seconds: float = 7 * 86400,
+        containment: float = 0.9,
     ) -> None:
         self.hashes, self.bands, self.signatures = hashes, bands, signatures
         self.threshold = threshold
+        self.containment = containment
         self.num_perm = num_perm
         self.retention_seconds = retention_seconds
-        # Candidates are generated below the verification threshold so borderline pairs are seen.
-        lsh = MinHashLSH(threshold=max(0.05, threshold * 0.8), num_perm=num_perm)
+        # Candidates are generated well below the verification threshold, so that borderline pairs
+        # and trimmed copies (Jaccard down to ~0.35 when one copy lost a long last paragraph) are seen.
+        lsh = MinHashLSH(threshold=max(0.05, threshold * 0.6), num_perm=num_perm)
         self.b, self.r = lsh.b, lsh.r
         self._seed_hash = MinHash(num_perm=num_perm, hashfunc=zlib.crc32, scheme=SCHEME)  # reused
 
-    def signature(self, title: str, body: str) -> np.ndarray:
-        """The MinHash signature (uint32 per permutation) of an article's shingles."""
+    @classmethod
+    def from_settings(cls, settings, hashes: MutableMapping[str, str], bands: MutableMapping[str, str],
+                      signatures: MutableMapping[str, str]) -> Deduplicator:
+        """The configured deduplicator (``STREAMS_DEDUP_*``) over the given state mappings."""
+        return cls(hashes, bands, signatures, threshold=settings.dedup_threshold, num_perm=settings.dedup_num_perm,
+                   retention_seconds=settings.dedup_retention_days * 86400, containment=settings.dedup_containment)
+
+    def signature(self, title: str, body: str) -> tuple[np.ndarray, int]:
+        """The MinHash signature (uint32 per permutation) of an article's shingles, and their count."""
         m = MinHash(num_perm=self.num_perm, hashfunc=zlib.crc32,
                     permutations=self._seed_hash.permutations, scheme=SCHEME)
-        m.update_batch(shingles(title, body))
-        return m.hashvalues.astype(np.uint32)
+        grams = set(shingles(title, body))
+        m.update_batch(list(grams))
+        return m.hashvalues.astype(np.uint32), len(grams)
 
     def band_keys(self, sig: np.ndarray) -> list[str]:
         return [f"{i}:{zlib.crc32(sig[i * self.r:(i + 1) * self.r].tobytes()):08x}" for i in range(self.b)]
 
-    def _record(self, seen_at: float, root: str, sig: np.ndarray) -> str:
-        """Packed (seen-at, root id, signature), base64 so it passes through any JSON changelog."""
+    def _record(self, seen_at: float, size: int, root: str, sig: np.ndarray) -> str:
+        """Packed (seen-at, shingle count, root id, signature), base64 for any JSON changelog."""
         root_b = root.encode()
-        return base64.b64encode(_HEAD.pack(seen_at, len(root_b)) + root_b + sig.tobytes()).decode("ascii")
+        packed = _HEAD.pack(seen_at, size, len(root_b)) + root_b + sig.tobytes()
+        return base64.b64encode(packed).decode("ascii")
 
     @staticmethod
-    def _unpack(record: str) -> tuple[float, str, np.ndarray]:
+    def _unpack(record: str) -> tuple[float, int, str, np.ndarray]:
         raw = base64.b64decode(record)
-        seen_at, n = _HEAD.unpack_from(raw)
+        seen_at, size, n = _HEAD.unpack_from(raw)
         root = raw[_HEAD.size : _HEAD.size + n].decode()
-        return seen_at, root, np.frombuffer(raw[_HEAD.size + n :], dtype=np.uint32)
+        return seen_at, size, root, np.frombuffer(raw[_HEAD.size + n :], dtype=np.uint32)
+
+    def similar(self, jaccard: float, size_a: int, size_b: int) -> bool:
+        """The same story: resemblance reaches the threshold, or the smaller text is (almost)
+        contained in the larger - a copy with its last paragraph trimmed, say. Containment is
+        estimated from the Jaccard estimate and the two shingle counts."""
+        if jaccard >= self.threshold:
+            return True
+        contained = jaccard * (size_a + size_b) / ((1 + jaccard) * max(1, min(size_a, size_b)))
+        return jaccard >= self.threshold * 0.6 and contained >= self.containment
 
     def check(self, article: CleanArticle, now: float | None = None) -> Verdict:
         """Classify ``article`` and remember it, so later copies find it."""
@@ -113,20 +136,20 @@ class Deduplicator:
         first = self.hashes.get(article.content_hash)
         if first is not None:
             return Verdict("exact", first, 1.0)
-        sig = self.signature(article.title, article.body)
+        sig, size = self.signature(article.title, article.body)
         keys = self.band_keys(sig)
         best: tuple[float, str] | None = None
         for candidate in {self.bands[k] for k in keys if k in self.bands}:
             record = self.signatures.get(candidate)
             if record is None:
                 continue
-            _, root, other = self._unpack(record)
+            _, other_size, root, other = self._unpack(record)
             similarity = float(np.count_nonzero(sig == other)) / self.num_perm
-            if similarity >= self.threshold and (best is None or similarity > best[0]):
+            if self.similar(similarity, size, other_size) and (best is None or similarity > best[0]):
                 best = (similarity, root)
         root = best[1] if best else article.id
         self.hashes[article.content_hash] = root
-        self.signatures[article.id] = self._record(now, root, sig)
+        self.signatures[article.id] = self._record(now, size, root, sig)
         for k in keys:
             if k not in self.bands:
                 self.bands[k] = article.id

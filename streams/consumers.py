@@ -1,0 +1,151 @@
+"""Downstream of ``alerts``: following them on a terminal, and forwarding them to a webhook or to
+Prometheus Alertmanager.
+
+Forwarders read with their own consumer group and commit an alert's offset only after it was
+delivered or dead-lettered (to ``alerts.deadletter``, with the reason and the alert), so nothing
+is lost when a forwarder restarts; a receiver may see an alert twice after a crash and can drop
+repeats by the alert's deterministic id.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+import httpx
+
+from streams.events import Alert
+from streams.settings import Settings
+from streams.stages.validate import dead_letter
+
+SEVERITIES = ["info", "low", "medium", "high", "critical"]
+STYLE = {"critical": "\033[1;31m", "high": "\033[31m", "medium": "\033[33m", "low": "\033[36m", "info": "\033[37m"}
+
+
+def format_alert(alert: Alert, color: bool | None = None) -> str:
+    """One readable line: severity, rule, title, evidence."""
+    color = sys.stdout.isatty() if color is None else color
+    ev = alert.evidence
+    why = ", ".join([*ev.entities, *ev.topics, *ev.keywords])
+    sev = f"[{alert.severity.upper():8}]"
+    if color:
+        sev = f"{STYLE.get(alert.severity, '')}{sev}\033[0m"
+    return f"  {sev} {alert.rule_id:26} {alert.title[:60]:60}  ({why[:60]})"
+
+
+def alert_consumer(settings: Settings, bootstrap: str, group: str | None, from_beginning: bool):
+    from kafka import KafkaConsumer
+
+    return KafkaConsumer(settings.topic("alerts"), bootstrap_servers=bootstrap, group_id=group,
+                         auto_offset_reset="earliest" if from_beginning else "latest",
+                         enable_auto_commit=False, isolation_level="read_committed")
+
+
+def follow(consumer, stop_after_idle: float | None = None) -> Iterator[tuple[Alert, object]]:
+    """Alerts as they arrive (with their Kafka record), until idle for ``stop_after_idle`` seconds."""
+    idle_since = time.monotonic()
+    while True:
+        batch = consumer.poll(timeout_ms=500)
+        if not batch:
+            if stop_after_idle is not None and time.monotonic() - idle_since > stop_after_idle:
+                return
+            continue
+        idle_since = time.monotonic()
+        for records in batch.values():
+            for record in records:
+                yield Alert.model_validate_json(record.value), record
+
+
+def matches(alert: Alert, min_severity: str | None, rules: list[str] | None) -> bool:
+    if min_severity and SEVERITIES.index(alert.severity) < SEVERITIES.index(min_severity):
+        return False
+    return not rules or alert.rule_id in rules
+
+
+class PermanentFailure(Exception):
+    """The receiver refused the alert for good (a 4xx other than 408/429)."""
+
+
+@dataclass
+class WebhookForwarder:
+    """POSTs each alert as JSON; retries with exponential backoff on errors, 5xx, 408 and 429."""
+
+    url: str
+    retries: int = 5
+    backoff: float = 0.5
+    timeout: float = 10.0
+    sleep: Callable[[float], None] = time.sleep
+
+    def payload(self, alert: Alert) -> dict:
+        return alert.model_dump(mode="json")
+
+    def deliver(self, alert: Alert, client: httpx.Client) -> None:
+        """Deliver or raise: :class:`PermanentFailure`, or the last error once retries are spent."""
+        delay = self.backoff
+        for attempt in range(self.retries + 1):
+            try:
+                response = client.post(self.url, json=self.payload(alert), timeout=self.timeout)
+                if response.status_code < 300:
+                    return
+                if 400 <= response.status_code < 500 and response.status_code not in (408, 429):
+                    raise PermanentFailure(f"{self.url} answered {response.status_code}: {response.text[:200]}")
+                error: Exception = httpx.HTTPStatusError(f"{response.status_code}", request=response.request,
+                                                         response=response)
+            except httpx.TransportError as exc:
+                error = exc
+            if attempt < self.retries:
+                self.sleep(delay)
+                delay *= 2
+        raise error
+
+
+@dataclass
+class AlertmanagerForwarder(WebhookForwarder):
+    """Posts to Alertmanager's ``/api/v2/alerts`` so news alerts use the receivers teams already have."""
+
+    resolve_after: timedelta = timedelta(hours=1)
+
+    def __post_init__(self) -> None:
+        self.url = self.url.rstrip("/") + "/api/v2/alerts"
+
+    def payload(self, alert: Alert) -> list[dict]:  # type: ignore[override]
+        ev = alert.evidence
+        return [{
+            "labels": {"alertname": "NewsAlert", "rule_id": alert.rule_id, "severity": alert.severity,
+                       "source": alert.source or "", "alert_id": alert.id},
+            "annotations": {"title": alert.title, "url": alert.url or "",
+                            "evidence": ", ".join([*ev.entities, *ev.topics, *ev.keywords]),
+                            "articles": ", ".join(alert.article_ids)},
+            "startsAt": alert.created_at.isoformat(),
+            "endsAt": (alert.created_at + self.resolve_after).isoformat(),
+            "generatorURL": alert.url or "",
+        }]
+
+
+def forward(forwarder: WebhookForwarder, settings: Settings, bootstrap: str, group: str,
+            stop_after_idle: float | None = None) -> dict[str, int]:
+    """Deliver every alert of the group's backlog and then new ones; returns counts by outcome."""
+    from kafka import KafkaProducer
+
+    consumer = alert_consumer(settings, bootstrap, group, from_beginning=True)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    counts = {"delivered": 0, "dead_lettered": 0}
+    try:
+        with httpx.Client() as client:
+            for alert, record in follow(consumer, stop_after_idle):
+                try:
+                    forwarder.deliver(alert, client)
+                    counts["delivered"] += 1
+                except (PermanentFailure, httpx.HTTPError) as exc:
+                    letter = dead_letter(record.value, "forward", "delivery_failed", str(exc)[:500], alert.id)
+                    producer.send(settings.topic("alerts.deadletter"), key=alert.id.encode(), value=letter.dumps())
+                    producer.flush()
+                    counts["dead_lettered"] += 1
+                consumer.commit()
+    finally:
+        consumer.close()
+        producer.close()
+    return counts
