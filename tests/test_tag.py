@@ -90,3 +90,10 @@ def test_entity_offsets_point_at_the_first_mention(tagger) -> None:
     t = tag(tagger, "Talks in Germany. Later, more talks in Germany.", title="Germany")
     germany = next(x for x in t.entities if x.name == "Germany")
     assert germany.start == 0 and germany.count == 3
+
+
+def test_context_requirement_keeps_common_words_out(tagger) -> None:
+    travel = tag(tagger, "Tourists need a Visa to visit. The Mir space station was mentioned too.")
+    assert not [x for x in travel.entities if x.label == "PAYMENT_SYSTEM"]
+    pay = tag(tagger, "Visa and Mastercard suspended card payments, and banks turned to Mir.")
+    assert {x.id for x in pay.entities if x.label == "PAYMENT_SYSTEM"} == {"pay/visa", "pay/mastercard", "pay/mir"}

@@ -65,6 +65,7 @@ class KBEntity:
     aliases: tuple[str, ...] = ()
     tickers: tuple[str, ...] = ()
     demonyms: tuple[str, ...] = ()
+    context: tuple[str, ...] = ()  # at least one of these words must occur in the article
 
 
 @dataclass
@@ -90,11 +91,12 @@ class KnowledgeBase:
                 kb.add(KBEntity(f"country/{c.alpha_2}", (aliases or official)[0], "GPE",
                                 tuple(dict.fromkeys([*official, *aliases])), demonyms=demonyms))
         for row in doc.get("entities") or []:
-            unknown = set(row) - {"id", "name", "type", "aliases", "tickers", "demonyms"}
+            unknown = set(row) - {"id", "name", "type", "aliases", "tickers", "demonyms", "context"}
             if unknown:
                 raise ValueError(f"{path}: entity {row.get('id')!r} has unknown fields {sorted(unknown)}")
             kb.add(KBEntity(row["id"], row["name"], row["type"], tuple(row.get("aliases") or ()),
-                            tuple(row.get("tickers") or ()), tuple(row.get("demonyms") or ())))
+                            tuple(row.get("tickers") or ()), tuple(row.get("demonyms") or ()),
+                            tuple(row.get("context") or ())))
         return kb
 
     def add(self, entity: KBEntity) -> None:
@@ -118,6 +120,8 @@ class KBComponent:
         self.lower = PhraseMatcher(nlp.vocab, attr="LOWER")
         self.labels: dict[str, str] = {}
         ticker_keys: dict[str, str] = {}
+        self.context = {e.id: re.compile(r"\b(?:" + "|".join(map(re.escape, e.context)) + r")\b", re.I)
+                        for e in kb.entities.values() if e.context}
         for ent in kb.entities.values():
             for label, forms in ((ent.type, ent.aliases), ("NORP", ent.demonyms)):
                 if not forms:
@@ -144,15 +148,18 @@ class KBComponent:
         for match_id, start, end in [*self.exact(doc), *self.lower(doc)]:
             key = doc.vocab.strings[match_id]
             spans.append(Span(doc, start, end, label=self.labels[key], kb_id=key.split("|")[0]))
+        text = doc.text  # Doc.text joins every token anew on each access: read it once
         offsets = TokenOffsets(doc)
-        for m in self.tickers.finditer(doc.text):
+        for m in self.tickers.finditer(text):
             group = next(g for g in (1, 2, 3) if m.group(g))
             key = self.ticker_keys[m.group(group)]
             span = offsets.span(m.start(group), m.end(group), self.labels[key], key.split("|")[0])
             if span is not None:
                 spans.append(span)
-        chosen = filter_spans(spans)
-        for layer in (list(doc.ents), pattern_spans(doc, offsets)):
+        needs = {s.kb_id_ for s in spans if s.kb_id_ in self.context}
+        missing = {i for i in needs if not self.context[i].search(text)}
+        chosen = filter_spans([s for s in spans if s.kb_id_ not in missing])
+        for layer in (list(doc.ents), pattern_spans(text, offsets)):
             taken = {i for s in chosen for i in range(s.start, s.end)}
             chosen += filter_spans([e for e in layer if not any(i in taken for i in range(e.start, e.end))])
         doc.ents = chosen
@@ -175,7 +182,7 @@ class TokenOffsets:
         return Span(self.doc, start, end, label=label, kb_id=kb_id) if end > start else None
 
 
-def pattern_spans(doc: Doc, offsets: TokenOffsets) -> list[Span]:
+def pattern_spans(text: str, offsets: TokenOffsets) -> list[Span]:
     """People introduced by titles or reporting verbs; money amounts; percentages.
 
     Text regexes mapped onto tokens: an order of magnitude faster than token patterns with
@@ -184,10 +191,10 @@ def pattern_spans(doc: Doc, offsets: TokenOffsets) -> list[Span]:
     found = []
     for pattern, label, group, min_words in ((TITLED, "PERSON", 1, 1), (SAID, "PERSON", 1, 2),
                                              (MONEY, "MONEY", 0, 1), (PERCENT, "PERCENT", 0, 1)):
-        for m in pattern.finditer(doc.text):
-            start, text = m.start(group), m.group(group)
+        for m in pattern.finditer(text):
+            start = m.start(group)
             if label == "PERSON":  # "Then Mark Halloran said": drop the sentence's leading function words
-                names = text.split(" ")
+                names = m.group(group).split(" ")
                 while names and names[0].lower() in STOP_WORDS | TITLE_WORDS:
                     start += len(names.pop(0)) + 1
                 if len(names) < min_words:
@@ -218,6 +225,7 @@ class TopicTaxonomy:
     stems: dict[str, list[int]]  # one-word stem -> indexes
     phrases: list[tuple[str, str, float]]  # (topic id, phrase, weight)
     thresholds: dict[str, float]
+    stem_words: re.Pattern[str] = re.compile(r"(?!x)x")  # the words that start with some stem
 
     @classmethod
     def load(cls, path: Path) -> TopicTaxonomy:
@@ -236,16 +244,18 @@ class TopicTaxonomy:
                 else:
                     first.setdefault(words[0], []).append((words, stem, len(phrases)))
                 phrases.append((tid, phrase, float(weight)))
-        return cls(first, stems, phrases, thresholds)
+        alternatives = "|".join(sorted(map(re.escape, stems), key=len, reverse=True))
+        stem_words = re.compile(rf"\b(?:{alternatives})\w*") if stems else re.compile(r"(?!x)x")
+        return cls(first, stems, phrases, thresholds, stem_words)
 
     def topics(self, text: str) -> list[Topic]:
-        words = TOPIC_WORD.findall(text.lower())
-        stem_lengths = {len(stem) for stem in self.stems}
+        lowered = text.lower()
+        words = TOPIC_WORD.findall(lowered)
         fired: set[int] = set()
+        for word in set(self.stem_words.findall(lowered)):
+            for n in range(1, len(word) + 1):
+                fired.update(self.stems.get(word[:n], ()))
         for i, w in enumerate(words):
-            for n in stem_lengths:
-                if n <= len(w):
-                    fired.update(self.stems.get(w[:n], ()))
             for phrase, stem, idx in self.first.get(w, ()):
                 n = len(phrase)
                 tail = words[i + 1 : i + n]
@@ -265,7 +275,7 @@ class TopicTaxonomy:
         return sorted(out, key=lambda t: (-t.score, t.id))
 
 
-def canonical_entities(doc: Doc, kb: KnowledgeBase) -> list[Entity]:
+def canonical_entities(doc: Doc, kb: KnowledgeBase, text: str) -> list[Entity]:
     """Merge mentions into canonical entities: KB ids for aliases, and a later surname-only
     mention ("Okafor", also where no layer tagged it) joined to the earlier full name."""
     merged: dict[tuple[str, str], Entity] = {}
@@ -291,7 +301,7 @@ def canonical_entities(doc: Doc, kb: KnowledgeBase) -> list[Entity]:
     if surnames:  # bare surnames that no layer tagged
         covered = [(e.start_char, e.end_char) for e in doc.ents]
         pattern = re.compile(r"\b(" + "|".join(map(re.escape, surnames)) + r")\b")
-        for m in pattern.finditer(doc.text):
+        for m in pattern.finditer(text):
             name, kb_id, first_end = surnames[m.group(1)]
             if m.start() >= first_end and not any(s <= m.start() < e for s, e in covered):
                 merged[(kb_id or name.lower(), "PERSON")].count += 1
@@ -314,11 +324,12 @@ class Tagger:
         self.taxonomy = TopicTaxonomy.load(taxonomy_path)
 
     def tag_many(self, articles: Sequence[CleanArticle], batch_size: int = 64) -> list[TaggedArticle]:
-        texts = (f"{a.title}\n\n{a.body}" for a in articles)
+        texts = [f"{a.title}\n\n{a.body}" for a in articles]
         out = []
-        for article, doc in zip(articles, self.nlp.pipe(texts, batch_size=batch_size), strict=True):
-            out.append(TaggedArticle(**article.model_dump(), entities=canonical_entities(doc, self.kb),
-                                     topics=self.taxonomy.topics(doc.text)))
+        for article, text, doc in zip(articles, texts, self.nlp.pipe(texts, batch_size=batch_size), strict=True):
+            # the article is a validated model already: construct without validating it again
+            out.append(TaggedArticle.model_construct(**dict(article), entities=canonical_entities(doc, self.kb, text),
+                                                     topics=self.taxonomy.topics(text)))
         return out
 
     def tag(self, article: CleanArticle) -> TaggedArticle:
