@@ -156,27 +156,31 @@ def cmd_clean(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_tag(args: argparse.Namespace) -> int:
+def _tagged(args: argparse.Namespace, tagger):
+    """The input as a tagged article, or None after printing its dead letter."""
     from streams.events import DeadLetter, TaggedArticle
 
     article = _clean_or_tagged(args)
     if isinstance(article, DeadLetter):
         _emit(article)
-        return 1
-    _emit(article if isinstance(article, TaggedArticle) else _tagger().tag(article))
-    return 0
+        return None
+    return article if isinstance(article, TaggedArticle) else tagger.tag(article)
+
+
+def cmd_tag(args: argparse.Namespace) -> int:
+    tagged = _tagged(args, _tagger())
+    if tagged is not None:
+        _emit(tagged)
+    return 0 if tagged is not None else 1
 
 
 def cmd_alert(args: argparse.Namespace) -> int:
-    from streams.events import DeadLetter, TaggedArticle
     from streams.stages.alert import RuleEngine, load_rules
 
-    article = _clean_or_tagged(args)
-    if isinstance(article, DeadLetter):
-        _emit(article)
-        return 1
     tagger = _tagger()
-    tagged = article if isinstance(article, TaggedArticle) else tagger.tag(article)
+    tagged = _tagged(args, tagger)
+    if tagged is None:
+        return 1
     rules = load_rules(Path(args.rules) if args.rules else get_settings().rules, set(tagger.kb.entities))
     for alert in RuleEngine(rules).evaluate(tagged):
         print(alert.model_dump_json())

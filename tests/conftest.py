@@ -31,6 +31,20 @@ MAKE_FEED = SHARED / "tools" / "make_feed.py"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
+def wait_http(url: str, timeout: float = 30) -> None:
+    """Wait until ``url`` answers (a server we started is ready)."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"{url} did not answer within {timeout:.0f}s")
+
+
 def require(condition: bool, why: str) -> None:
     """Skip when a prerequisite is missing, except in CI, where that is a failure."""
     if not condition:

@@ -9,7 +9,6 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,7 +20,7 @@ import pytest
 from streams.broker import free_port
 from streams.consumers import AlertmanagerForwarder, PermanentFailure, WebhookForwarder, forward
 from streams.events import Alert, Evidence
-from tests.conftest import Pipeline, require
+from tests.conftest import Pipeline, require, wait_http
 
 NOW = datetime(2026, 9, 5, 12, tzinfo=UTC)
 
@@ -135,13 +134,7 @@ def test_alertmanager_forwarder_against_a_real_alertmanager(tmp_path: Path) -> N
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"{base}/-/ready", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.3)
+        wait_http(f"{base}/-/ready")
         news = alert("am-1", rule="russia-sanctions-payments").model_copy(update={"created_at": datetime.now(UTC)})
         with httpx.Client() as client:
             AlertmanagerForwarder(base).deliver(news, client)

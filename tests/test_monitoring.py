@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from streams.broker import free_port
-from tests.conftest import ROOT, Pipeline, make_feed, require
+from tests.conftest import ROOT, Pipeline, make_feed, require, wait_http
 
 PROM = ROOT / "deploy" / "prometheus"
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "streams.json"
@@ -75,15 +75,8 @@ class Prometheus:
         result = self.query(expr)
         return float(result[0]["value"][1]) if result else float("nan")
 
-    def wait_ready(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/-/ready", timeout=1)
-                return
-            except OSError:
-                time.sleep(0.3)
-        raise TimeoutError("prometheus did not start")
+    def wait_ready(self) -> None:
+        wait_http(f"http://127.0.0.1:{self.port}/-/ready")
 
     def stop(self) -> None:
         self.proc.terminate()
