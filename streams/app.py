@@ -122,7 +122,12 @@ async def stage_failed(stage: str, event: faust.EventT, exc: BaseException) -> N
     """A bug or a poison message: dead-letter it with the traceback summary and carry on."""
     data = event.value if isinstance(event.value, bytes) else bytes(event.value or b"")
     msg_id = event.key.decode("utf-8", "replace") if isinstance(event.key, bytes) else None
-    await send_dead_letter(stage, dead_letter(data, stage, "stage_error", traceback_summary(exc), msg_id), event)
+    try:  # the input's coordinates on articles.raw, when the event still carries them
+        raw_ref = json.loads(data).get("raw_ref")
+    except (ValueError, AttributeError):
+        raw_ref = None
+    letter = dead_letter(data, stage, "stage_error", traceback_summary(exc), msg_id, raw_ref=raw_ref)
+    await send_dead_letter(stage, letter, event)
 
 
 @app.agent(raw_topic)
@@ -131,7 +136,8 @@ async def clean(stream: faust.StreamT) -> None:
         metrics.articles_in.labels("clean").inc()
         started = time.perf_counter()
         ingested = datetime.fromtimestamp(event.message.timestamp, UTC)
-        out = clean_message(event.value or b"", ingested, settings.max_body_bytes)
+        raw_ref = f"{event.message.partition}:{event.message.offset}"
+        out = clean_message(event.value or b"", ingested, settings.max_body_bytes, raw_ref)
         metrics.stage_seconds.labels("clean").observe(time.perf_counter() - started)
         if isinstance(out, DeadLetter):
             await send_dead_letter("clean", out, event)

@@ -76,6 +76,8 @@ class CleanArticle(Event):
     content_type: ContentType
     published_at: datetime
     ingested_at: datetime = Field(description="Kafka timestamp of the raw message.")
+    raw_ref: str = Field(default="", description="partition:offset of the input on articles.raw. One input "
+                         "message, so after a replay (at-least-once) consumers drop repeats by it.")
     content_hash: str = Field(description="sha256 of the normalised title and body.")
     word_count: int
     removed: dict[str, int] = Field(default_factory=dict, description="Blocks removed, by kind.")
@@ -146,6 +148,7 @@ class DeadLetter(Event):
     topic: str | None = None
     partition: int | None = None
     offset: int | None = None
+    raw_ref: str | None = Field(default=None, description="partition:offset of the input on articles.raw.")
     received_at: datetime = Field(default_factory=utcnow)
 
 

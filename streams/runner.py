@@ -91,7 +91,7 @@ def worker_env(settings: Settings, bootstrap: str, state_dir: Path) -> dict[str,
     """The environment a worker needs to join this run's pipeline."""
     return {"STREAMS_BROKER": bootstrap, "STREAMS_TOPIC_PREFIX": settings.topic_prefix,
             "STREAMS_APP_ID": settings.app_id, "STREAMS_PARTITIONS": str(settings.partitions),
-            "STREAMS_DATA_DIR": str(state_dir)}
+            "STREAMS_DATA_DIR": str(state_dir), "STREAMS_PROCESSING_GUARANTEE": settings.processing_guarantee}
 
 
 @dataclass

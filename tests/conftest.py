@@ -70,6 +70,24 @@ def bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     kafka.stop()
 
 
+def assert_conserved_by_ref(raw_refs: list[str], reader: TopicReader) -> int:
+    """Every input message (by its partition:offset on articles.raw) ends in exactly one final
+    place; repeats of one event after a replay (same topic, same raw_ref) are dropped, as the
+    at-least-once consumer contract says. Returns how many repeats were dropped."""
+    places: dict[str, set[str]] = {}
+    events = 0
+    for topic in ("articles.tagged", "articles.duplicates", "articles.deadletter"):
+        for event in reader.events[topic]:
+            places.setdefault(event.get("raw_ref") or "?", set()).add(topic)
+            events += 1
+    lost = [r for r in raw_refs if r not in places]
+    doubled = {r: p for r, p in places.items() if len(p) > 1}
+    unexpected = set(places) - set(raw_refs)
+    assert not lost and not doubled and not unexpected, (
+        f"lost {lost[:10]} ({len(lost)}); in two places {dict(list(doubled.items())[:5])}; unexpected {unexpected}")
+    return events - len(places)
+
+
 def assert_conserved(input_ids: list[str | None], reader: TopicReader) -> None:
     """Every input message ends up in exactly one final place: tagged, duplicates or dead letters.
 
@@ -141,14 +159,17 @@ class Pipeline:
         self.workers.append(worker)
         return worker
 
-    def publish(self, lines: list[bytes], keys: list[bytes | None] | None = None) -> None:
+    def publish(self, lines: list[bytes], keys: list[bytes | None] | None = None) -> list[str]:
+        """Send ``lines`` to articles.raw; returns each one's ``partition:offset`` (its raw_ref)."""
         from kafka import KafkaProducer
 
         producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", max_request_size=8 * 1024 * 1024)
-        for i, line in enumerate(lines):
-            producer.send(self.settings.topic("articles.raw"), value=line, key=keys[i] if keys else None)
+        futures = [producer.send(self.settings.topic("articles.raw"), value=line, key=keys[i] if keys else None)
+                   for i, line in enumerate(lines)]
         producer.flush()
+        refs = [f"{m.partition}:{m.offset}" for m in (f.get(timeout=30) for f in futures)]
         producer.close()
+        return refs
 
     def collect(self, expected: int, timeout: float = 120.0) -> TopicReader:
         """Read the outputs until ``expected`` inputs are accounted for (or time runs out)."""

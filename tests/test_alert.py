@@ -116,3 +116,12 @@ def test_default_rules_file_is_valid_against_the_default_knowledge_base() -> Non
     s = get_settings()
     rules = load_rules(s.rules, set(KnowledgeBase.load(s.knowledge_base).entities))
     assert len(rules) >= 6 and len({r.id for r in rules}) == len(rules)
+
+
+def test_a_replayed_article_fires_the_same_alert_again_but_a_new_copy_is_suppressed(tmp_path: Path) -> None:
+    e = engine(tmp_path, "{entity: country/RU}", suppress="1h")
+    art = article(entities=[RU]).model_copy(update={"raw_ref": "2:10"})
+    [first] = e.evaluate(art, NOW)
+    [again] = e.evaluate(art, NOW + timedelta(minutes=1))  # the same input after a crash
+    assert again.id == first.id
+    assert e.evaluate(art.model_copy(update={"raw_ref": "2:11"}), NOW + timedelta(minutes=2)) == []

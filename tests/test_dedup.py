@@ -121,3 +121,16 @@ def test_duplicate_event_carries_first_sighting(stories) -> None:
     copy = article("b", s["title"], s["body"])
     event = mark_duplicate(copy, d.check(copy))
     assert event.duplicate_of == "a" and event.duplicate_kind == "exact" and event.id == "b"
+
+
+def test_a_replayed_input_gets_its_first_verdict_and_a_resend_is_a_duplicate(stories) -> None:
+    """At-least-once: after a crash the same input (same raw_ref) comes again; a producer's resend
+    of the same message is a new input (another raw_ref)."""
+    d = fresh()
+    s = stories[10]
+    first = article("a", s["title"], s["body"]).model_copy(update={"raw_ref": "0:7"})
+    assert not d.check(first).is_duplicate
+    assert not d.check(first).is_duplicate  # replay: still the first sighting
+    resend = first.model_copy(update={"raw_ref": "1:42"})
+    v = d.check(resend)
+    assert v.kind == "exact" and v.duplicate_of == "a"

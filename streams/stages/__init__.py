@@ -14,18 +14,20 @@ from streams.stages.clean import clean_article
 from streams.stages.validate import Rejection, dead_letter, parse_raw
 
 
-def clean_message(data: bytes, ingested_at: datetime, max_body_bytes: int) -> CleanArticle | DeadLetter:
+def clean_message(data: bytes, ingested_at: datetime, max_body_bytes: int,
+                  raw_ref: str = "") -> CleanArticle | DeadLetter:
     """One raw message in, exactly one event out: the clean article or its dead letter."""
     parsed = parse_raw(data, max_body_bytes)
     if isinstance(parsed, Rejection):
-        return dead_letter(data, "clean", parsed.reason, parsed.detail, parsed.id)
+        return dead_letter(data, "clean", parsed.reason, parsed.detail, parsed.id, raw_ref=raw_ref or None)
     try:
         article = clean_article(parsed, ingested_at)
     except Exception as exc:  # a bug or a pathological page must not stop the partition
-        return dead_letter(data, "clean", "stage_error", traceback_summary(exc), parsed.id)
+        return dead_letter(data, "clean", "stage_error", traceback_summary(exc), parsed.id, raw_ref=raw_ref or None)
     if not article.body:
         return dead_letter(data, "clean", "no_content", "nothing of the article was left after cleaning",
-                           parsed.id)
+                           parsed.id, raw_ref=raw_ref or None)
+    article.raw_ref = raw_ref
     return article
 
 

@@ -195,11 +195,13 @@ def alert_id(rule_id: str, story_id: str) -> str:
 class RuleEngine:
     """Evaluates every rule on every tagged article; ``fired`` remembers suppression windows.
 
-    ``fired`` maps ``rule id + story`` to the time the alert fired; in the worker it is a Faust
-    table (so suppression survives restarts), in tests and tools a dict.
+    ``fired`` maps ``rule id + story`` to when the alert fired and for which input message; in the
+    worker it is a Faust table (so suppression survives restarts), in tests and tools a dict. The
+    same input processed again (a replay after a crash) fires the same alert again, with the same
+    id, rather than being suppressed by itself: consumers drop the repeat, nothing is lost.
     """
 
-    def __init__(self, rules: list[Rule], fired: MutableMapping[str, float] | None = None) -> None:
+    def __init__(self, rules: list[Rule], fired: MutableMapping[str, dict] | None = None) -> None:
         self.rules = rules
         self.fired = fired if fired is not None else {}
 
@@ -212,9 +214,10 @@ class RuleEngine:
                 continue
             key = f"{rule.id}:{article.id}"
             last = self.fired.get(key)
-            if last is not None and now.timestamp() - last < rule.suppress:
+            replay = last is not None and bool(article.raw_ref) and last.get("ref") == article.raw_ref
+            if last is not None and not replay and now.timestamp() - last["at"] < rule.suppress:
                 continue
-            self.fired[key] = now.timestamp()
+            self.fired[key] = {"at": now.timestamp(), "ref": article.raw_ref}
             alerts.append(Alert(
                 id=alert_id(rule.id, article.id), rule_id=rule.id, severity=rule.severity,
                 title=article.title, url=article.url, source=article.source, article_ids=[article.id],

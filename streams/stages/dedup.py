@@ -38,7 +38,7 @@ from streams.stages.clean import words
 
 SHINGLE = 5
 SCHEME = "affine32"  # datasketch 2 permutation scheme: 32-bit hash values
-_HEAD = struct.Struct("<dIH")  # seen-at (unix seconds), shingle count, length of the root id
+_HEAD = struct.Struct("<dIHH")  # seen-at (unix s), shingle count, length of the root id, of the raw ref
 
 
 def shingles(title: str, body: str, k: int = SHINGLE) -> list[bytes]:
@@ -108,18 +108,19 @@ class Deduplicator:
     def band_keys(self, sig: np.ndarray) -> list[str]:
         return [f"{i}:{zlib.crc32(sig[i * self.r:(i + 1) * self.r].tobytes()):08x}" for i in range(self.b)]
 
-    def _record(self, seen_at: float, size: int, root: str, sig: np.ndarray) -> str:
-        """Packed (seen-at, shingle count, root id, signature), base64 for any JSON changelog."""
-        root_b = root.encode()
-        packed = _HEAD.pack(seen_at, size, len(root_b)) + root_b + sig.tobytes()
+    def _record(self, seen_at: float, size: int, root: str, ref: str, sig: np.ndarray) -> str:
+        """Packed (seen-at, shingle count, root id, raw ref, signature), base64 for any JSON changelog."""
+        root_b, ref_b = root.encode(), ref.encode()
+        packed = _HEAD.pack(seen_at, size, len(root_b), len(ref_b)) + root_b + ref_b + sig.tobytes()
         return base64.b64encode(packed).decode("ascii")
 
     @staticmethod
-    def _unpack(record: str) -> tuple[float, int, str, np.ndarray]:
+    def _unpack(record: str) -> tuple[float, int, str, str, np.ndarray]:
         raw = base64.b64decode(record)
-        seen_at, size, n = _HEAD.unpack_from(raw)
+        seen_at, size, n, m = _HEAD.unpack_from(raw)
         root = raw[_HEAD.size : _HEAD.size + n].decode()
-        return seen_at, size, root, np.frombuffer(raw[_HEAD.size + n :], dtype=np.uint32)
+        ref = raw[_HEAD.size + n : _HEAD.size + n + m].decode()
+        return seen_at, size, root, ref, np.frombuffer(raw[_HEAD.size + n + m :], dtype=np.uint32)
 
     def similar(self, jaccard: float, size_a: int, size_b: int) -> bool:
         """The same story: resemblance reaches the threshold, or the smaller text is (almost)
@@ -133,6 +134,11 @@ class Deduplicator:
     def check(self, article: CleanArticle, now: float | None = None) -> Verdict:
         """Classify ``article`` and remember it, so later copies find it."""
         now = article.ingested_at.timestamp() if now is None else now
+        mine = self.signatures.get(article.id)
+        if mine is not None and article.raw_ref:
+            _, _, root, ref, _ = self._unpack(mine)
+            if ref == article.raw_ref:  # the same input again (a replay after a crash): the same verdict
+                return Verdict(None) if root == article.id else Verdict("near", root, 1.0)
         first = self.hashes.get(article.content_hash)
         if first is not None:
             return Verdict("exact", first, 1.0)
@@ -143,13 +149,13 @@ class Deduplicator:
             record = self.signatures.get(candidate)
             if record is None:
                 continue
-            _, other_size, root, other = self._unpack(record)
+            _, other_size, root, _, other = self._unpack(record)
             similarity = float(np.count_nonzero(sig == other)) / self.num_perm
             if self.similar(similarity, size, other_size) and (best is None or similarity > best[0]):
                 best = (similarity, root)
         root = best[1] if best else article.id
         self.hashes[article.content_hash] = root
-        self.signatures[article.id] = self._record(now, size, root, sig)
+        self.signatures[article.id] = self._record(now, size, root, article.raw_ref, sig)
         for k in keys:
             if k not in self.bands:
                 self.bands[k] = article.id
