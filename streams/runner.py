@@ -61,15 +61,6 @@ class Worker:
     def scrape(self) -> str:
         return urllib.request.urlopen(self.metrics_url, timeout=5).read().decode()
 
-    def finished(self, stage: str) -> float:
-        """Messages a stage of this worker has finished, from its own metrics (0 if it is down)."""
-        try:
-            text = self.scrape()
-        except OSError:
-            return 0.0
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith("streams_articles_out_total{") and f'stage="{stage}"' in line)
-
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM (Faust commits and leaves the group), SIGKILL if it hangs."""
         if self.proc is None or self.proc.poll() is not None:
@@ -122,10 +113,6 @@ class TopicReader:
                 self.events[topic].append(event)
                 out.append((topic, event))
         return out
-
-    def follow(self, until: float) -> Iterator[tuple[str, dict]]:
-        while time.monotonic() < until:
-            yield from self.poll()
 
     def final_ids(self) -> dict[str, list[str]]:
         """Input ids by where they ended: tagged output, duplicates, or dead letters."""

@@ -17,7 +17,7 @@ Topics come from a taxonomy file (``topics.yaml``) matched on lower-cased tokens
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -334,6 +334,3 @@ class Tagger:
 
     def tag(self, article: CleanArticle) -> TaggedArticle:
         return self.tag_many([article])[0]
-
-    def docs(self, texts: Iterable[str]) -> Iterable[Doc]:
-        return self.nlp.pipe(texts)
