@@ -117,7 +117,6 @@ class KBComponent:
     def __init__(self, nlp: Language, kb: KnowledgeBase) -> None:
         self.kb = kb
         self.exact = PhraseMatcher(nlp.vocab, attr="ORTH")
-        self.lower = PhraseMatcher(nlp.vocab, attr="LOWER")
         self.labels: dict[str, str] = {}
         ticker_keys: dict[str, str] = {}
         self.context = {e.id: re.compile(r"\b(?:" + "|".join(map(re.escape, e.context)) + r")\b", re.I)
@@ -128,12 +127,11 @@ class KBComponent:
                     continue
                 key = f"{ent.id}|{label}"
                 self.labels[key] = label
-                exact = [nlp.make_doc(a) for a in forms if not a.islower()]
-                lower = [nlp.make_doc(a) for a in forms if a.islower()]
-                if exact:
-                    self.exact.add(key, exact)
-                if lower:
-                    self.lower.add(key, lower)
+                # a lower-case alias matches any casing: its lower, Title and UPPER forms (one
+                # matcher pass over ORTH is cheaper than a second pass over LOWER)
+                variants = {v for a in forms
+                            for v in ((a, a.title(), a.upper(), a.capitalize()) if a.islower() else (a,))}
+                self.exact.add(key, [nlp.make_doc(v) for v in sorted(variants)])
             for t in ent.tickers:
                 ticker_keys[t] = f"{ent.id}|{ent.type}"
                 self.labels[ticker_keys[t]] = ent.type
@@ -145,10 +143,11 @@ class KBComponent:
     def __call__(self, doc: Doc) -> Doc:
         """Set ``doc.ents`` once: KB mentions, then model entities, then pattern entities."""
         spans = []
-        for match_id, start, end in [*self.exact(doc), *self.lower(doc)]:
+        for match_id, start, end in self.exact(doc):
             key = doc.vocab.strings[match_id]
             spans.append(Span(doc, start, end, label=self.labels[key], kb_id=key.split("|")[0]))
-        text = doc.text  # Doc.text joins every token anew on each access: read it once
+        # Doc.text joins every token anew on each access: the tagger hands the text over instead
+        text = doc.user_data.get("text") or doc.text
         offsets = TokenOffsets(doc)
         for m in self.tickers.finditer(text):
             group = next(g for g in (1, 2, 3) if m.group(g))
@@ -325,8 +324,13 @@ class Tagger:
 
     def tag_many(self, articles: Sequence[CleanArticle], batch_size: int = 64) -> list[TaggedArticle]:
         texts = [f"{a.title}\n\n{a.body}" for a in articles]
+        docs = []
+        for text in texts:
+            doc = self.nlp.make_doc(text)
+            doc.user_data["text"] = text
+            docs.append(doc)
         out = []
-        for article, text, doc in zip(articles, texts, self.nlp.pipe(texts, batch_size=batch_size), strict=True):
+        for article, text, doc in zip(articles, texts, self.nlp.pipe(docs, batch_size=batch_size), strict=True):
             # the article is a validated model already: construct without validating it again
             out.append(TaggedArticle.model_construct(**dict(article), entities=canonical_entities(doc, self.kb, text),
                                                      topics=self.taxonomy.topics(text)))
