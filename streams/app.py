@@ -1,7 +1,7 @@
 """The Faust wiring, in one place: the app, its topics and tables, and one thin agent per stage.
 
     articles.raw ─▶ clean ─▶ articles.clean ─▶ dedup ─▶ articles.unique ─▶ tag ─▶ articles.tagged ─▶ alert ─▶ alerts
-                     └─▶ articles.deadletter       └─▶ articles.duplicates
+                     └─▶ articles.deadletter       └─▶ articles.duplicates        alert ─▶ entity.mentions ─▶ bursts
 
 Each agent turns a message into exactly one outcome (an output event, a duplicate or a dead
 letter) by calling the stage's Kafka-free logic in :mod:`streams.stages`, and counts it. Any
@@ -156,7 +156,6 @@ async def dedup(stream: faust.StreamT) -> None:
         started = time.perf_counter()
         if started >= next_expiry:  # tables change only inside stream iteration, so expire here
             dedup_state.expire(time.time())
-            metrics.dedup_state.set(len(dedup_signatures))
             next_expiry = started + settings.dedup_expire_interval
         try:
             article = CleanArticle.model_validate_json(event.value)
@@ -165,6 +164,7 @@ async def dedup(stream: faust.StreamT) -> None:
             await stage_failed("dedup", event, exc)
             continue
         metrics.stage_seconds.labels("dedup").observe(time.perf_counter() - started)
+        metrics.dedup_state.set(len(dedup_signatures))
         if verdict.is_duplicate:
             metrics.duplicates.labels(verdict.kind).inc()
             metrics.articles_out.labels("dedup", "duplicate").inc()
@@ -250,7 +250,7 @@ async def bursts(stream: faust.StreamT) -> None:
             log.exception("bad entity mention at offset %s", event.message.offset)
             continue
         if burst is not None:
-            a = burst_alert(burst, "medium", mention.get("name"), mention.get("article"))
+            a = burst_alert(burst, name=mention.get("name"), article_id=mention.get("article"))
             metrics.alerts.labels(a.rule_id, a.severity).inc()
             await alerts_topic.send(key=a.id.encode(), value=a.dumps())
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from streams.settings import PACKAGE_DIR, Settings
+from streams.topics import MAX_MESSAGE_BYTES
 
 KAFKA_DIR = PACKAGE_DIR.parent / "deploy" / "kafka"
 STATE_FILE = "local-kafka.json"
@@ -84,7 +85,7 @@ def server_properties(port: int, controller_port: int, log_dir: Path, extra: dic
         "share.coordinator.state.topic.replication.factor": "1",
         "share.coordinator.state.topic.min.isr": "1",
         "group.initial.rebalance.delay.ms": "0",
-        "message.max.bytes": str(8 * 1024 * 1024),
+        "message.max.bytes": str(MAX_MESSAGE_BYTES),
         "log.retention.hours": "168",
         **extra,
     }

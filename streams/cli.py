@@ -221,9 +221,9 @@ def cmd_eval_ner(args: argparse.Namespace) -> int:
 
 
 def cmd_train_ner(args: argparse.Namespace) -> int:
-    from streams.ner import SHIPPED_MODEL, train
+    from streams.ner import DEFAULT_OUTPUT, train
 
-    out = train(Path(args.conll), Path(args.out) if args.out else SHIPPED_MODEL)
+    out = train(Path(args.conll), Path(args.out) if args.out else DEFAULT_OUTPUT)
     print(f"model written to {out}")
     return 0
 
@@ -342,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train-ner", help="train the NER on CoNLL-2003 (eng.train, eng.testa as dev)")
     p.add_argument("--conll", required=True, help="directory with eng.train and eng.testa")
-    p.add_argument("--out", help="output directory (default: the shipped model, streams/data/ner)")
+    p.add_argument("--out", help="output directory (default: streams/data/ner)")
     p.set_defaults(func=cmd_train_ner)
 
     p = sub.add_parser("schemas", help="write (or --check) the JSON Schemas in schemas/")

@@ -22,7 +22,7 @@ from streams.consumers import format_alert
 from streams.events import Alert
 from streams.runner import TopicReader, Worker, worker_env
 from streams.settings import DATA_DIR, PACKAGE_DIR, get_settings
-from streams.topics import ensure_topics
+from streams.topics import MAX_MESSAGE_BYTES, ensure_topics
 
 SHARED = PACKAGE_DIR.parent.parent / "shared"
 
@@ -75,7 +75,7 @@ def run_demo(limit: int = 300, corpus: Path | None = None, timeout: float = 240.
             from kafka import KafkaProducer
 
             producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
-                                     max_request_size=8 * 1024 * 1024)
+                                     max_request_size=MAX_MESSAGE_BYTES)
             for line in tqdm(lines, desc="  publishing", unit="msg", leave=False):
                 producer.send(settings.topic("articles.raw"), value=line)
             producer.flush()

@@ -1,4 +1,4 @@
-"""The project's own statistical NER: trained on CoNLL-2003, shipped in ``streams/data/ner``.
+"""A statistical NER the project trains on CoNLL-2003 (written to ``streams/data/ner`` by default).
 
 ``streams train-ner --conll DIR`` converts ``eng.train`` (train) and ``eng.testa`` (dev) to spaCy's
 binary format, writes a CPU config (no pretrained vectors: none can be downloaded here) and trains
@@ -27,10 +27,10 @@ from spacy.training import biluo_tags_to_spans, iob_to_biluo
 
 from streams.settings import DATA_DIR
 
-SHIPPED_MODEL = DATA_DIR / "ner"
+DEFAULT_OUTPUT = DATA_DIR / "ner"  # load it with STREAMS_SPACY_MODEL=streams/data/ner
 
-#: What was tried on CoNLL-2003 (see README, "The shipped NER"): the winning settings are the
-#: defaults below; each is a spaCy config override.
+#: The training config: CPU, no pretrained vectors, casing through SHAPE; every setting can be
+#: overridden (``train(..., overrides={"training.max_epochs": 40})``).
 CONFIG = """
 [paths]
 train = null
@@ -182,7 +182,7 @@ def to_docbin(path: Path, vocab, sentences_per_doc: int = 8) -> DocBin:
     return db
 
 
-def train(conll_dir: Path, out_dir: Path = SHIPPED_MODEL, overrides: dict | None = None) -> Path:
+def train(conll_dir: Path, out_dir: Path = DEFAULT_OUTPUT, overrides: dict | None = None) -> Path:
     """Train the NER on ``eng.train`` with ``eng.testa`` as dev; write the best model to ``out_dir``."""
     from spacy.cli.init_config import fill_config
     from spacy.cli.train import train as spacy_train

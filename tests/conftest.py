@@ -21,7 +21,7 @@ import pytest
 from streams.broker import LocalKafka, free_port, kafka_version
 from streams.runner import TopicReader, Worker, worker_env
 from streams.settings import Settings
-from streams.topics import ensure_topics
+from streams.topics import MAX_MESSAGE_BYTES, ensure_topics
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -163,7 +163,7 @@ class Pipeline:
         """Send ``lines`` to articles.raw; returns each one's ``partition:offset`` (its raw_ref)."""
         from kafka import KafkaProducer
 
-        producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", max_request_size=8 * 1024 * 1024)
+        producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", max_request_size=MAX_MESSAGE_BYTES)
         futures = [producer.send(self.settings.topic("articles.raw"), value=line, key=keys[i] if keys else None)
                    for i, line in enumerate(lines)]
         producer.flush()

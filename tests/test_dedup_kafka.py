@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from streams.topics import MAX_MESSAGE_BYTES
 from tests.conftest import Pipeline, make_feed
 
 pytestmark = pytest.mark.kafka
@@ -25,7 +26,7 @@ def story_pairs(feed, n: int) -> list[tuple[bytes, bytes]]:
 def publish_to(pipeline: Pipeline, items: list[tuple[bytes, int]]) -> None:
     from kafka import KafkaProducer
 
-    producer = KafkaProducer(bootstrap_servers=pipeline.bootstrap, acks="all", max_request_size=8 * 1024 * 1024)
+    producer = KafkaProducer(bootstrap_servers=pipeline.bootstrap, acks="all", max_request_size=MAX_MESSAGE_BYTES)
     for value, partition in items:
         producer.send(pipeline.settings.topic("articles.raw"), value=value, partition=partition)
     producer.flush()

@@ -17,16 +17,17 @@ from streams.stages.validate import Rejection, dead_letter, parse_raw
 def clean_message(data: bytes, ingested_at: datetime, max_body_bytes: int,
                   raw_ref: str = "") -> CleanArticle | DeadLetter:
     """One raw message in, exactly one event out: the clean article or its dead letter."""
+    ref = raw_ref or None
     parsed = parse_raw(data, max_body_bytes)
     if isinstance(parsed, Rejection):
-        return dead_letter(data, "clean", parsed.reason, parsed.detail, parsed.id, raw_ref=raw_ref or None)
+        return dead_letter(data, "clean", parsed.reason, parsed.detail, parsed.id, raw_ref=ref)
     try:
         article = clean_article(parsed, ingested_at)
     except Exception as exc:  # a bug or a pathological page must not stop the partition
-        return dead_letter(data, "clean", "stage_error", traceback_summary(exc), parsed.id, raw_ref=raw_ref or None)
+        return dead_letter(data, "clean", "stage_error", traceback_summary(exc), parsed.id, raw_ref=ref)
     if not article.body:
         return dead_letter(data, "clean", "no_content", "nothing of the article was left after cleaning",
-                           parsed.id, raw_ref=raw_ref or None)
+                           parsed.id, raw_ref=ref)
     article.raw_ref = raw_ref
     return article
 

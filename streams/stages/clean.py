@@ -113,8 +113,6 @@ class Block:
         self.prose = (self.n >= 8 and bool(SENTENCE_END.search(self.text))
                       and sum(w in STOP_WORDS for w in self.words) >= 0.2 * self.n)
 
-    def is_prose(self) -> bool:
-        return self.prose
 
 
 @dataclass(slots=True)
@@ -218,7 +216,7 @@ def clean_blocks(blocks: list[Block], title: str) -> None:
             break
         if kind and kind != "tail":
             block.kind = kind
-        seen_prose = seen_prose or (block.kind is None and block.is_prose())
+        seen_prose = seen_prose or (block.kind is None and block.prose)
 
     # 2. repetition: the title again, teasers of the text, paragraphs seen before
     seen: set[str] = set()
@@ -231,10 +229,10 @@ def clean_blocks(blocks: list[Block], title: str) -> None:
             block.kind = "title"
         elif _is_teaser(block, i, all_keys, in_body):
             block.kind = "teaser"
-        elif k in seen and block.is_prose():
+        elif k in seen and block.prose:
             block.kind = "repeat"
         seen.add(k)
-        in_body = in_body or (block.kind is None and block.is_prose())
+        in_body = in_body or (block.kind is None and block.prose)
 
     # 3. position: page header before the title line, widget runs before trailing boilerplate
     title_at = next((i for i, b in enumerate(blocks) if b.kind == "title"), None)
@@ -244,7 +242,7 @@ def clean_blocks(blocks: list[Block], title: str) -> None:
             for b in head:
                 b.kind = b.kind or "header"
     kept = [i for i, b in enumerate(blocks) if b.kind is None]
-    last_prose = max((i for i in kept if blocks[i].is_prose()), default=None)
+    last_prose = max((i for i in kept if blocks[i].prose), default=None)
     if last_prose is not None:
         run: list[Block] = []
         for block in blocks[last_prose + 1:]:
