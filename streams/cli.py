@@ -52,17 +52,15 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    import faust
-
     from streams.broker import bootstrap_servers
     from streams.topics import ensure_topics
 
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     ensure_topics(settings, bootstrap_servers(settings))
-    from streams.app import app
+    from streams.app import StreamsWorker, app
 
-    worker = faust.Worker(app, loglevel=args.loglevel, redirect_stdouts=False)
+    worker = StreamsWorker(app, loglevel=args.loglevel, redirect_stdouts=False)
     worker.execute_from_commandline()
     return 0
 
@@ -285,6 +283,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(limit=args.limit, corpus=Path(args.corpus) if args.corpus else None)
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from streams.bench import run_bench
+
+    run_bench(Path(args.corpus), args.articles, args.workers or [1, 2], args.rate, args.fixed_seconds,
+              Path(args.out), args.json)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streams", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -375,6 +381,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=300, help="corpus articles to feed (when a corpus is found)")
     p.add_argument("--corpus", help="bbc.jsonl-style corpus (default: ../shared/corpus/bbc.jsonl if present)")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("bench", help="throughput, latency and efficiency of the pipeline on the local broker")
+    p.add_argument("--corpus", default="../shared/corpus/bbc.jsonl", help="bbc.jsonl-style corpus")
+    p.add_argument("--articles", type=int, default=2000, help="unique articles per run (at most the corpus size)")
+    p.add_argument("--workers", type=int, action="append", help="worker processes (repeatable; default: 1 and 2)")
+    p.add_argument("--rate", type=float, default=50.0, help="offered load of the fixed-load phase, articles/s")
+    p.add_argument("--fixed-seconds", type=float, default=15.0, help="length of the fixed-load phase")
+    p.add_argument("--out", default="var/bench", help="where bench.json and bench.png go")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout (progress on stderr)")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -106,7 +106,7 @@ def evaluate(feed_path: Path, gold_path: Path, progress: bool = True, tag: bool 
 
     # -- dedup ----------------------------------------------------------------------------------
     articles = [(g, out) for g, out in zip(gold, outputs, strict=True) if isinstance(out, CleanArticle)]
-    dedup = Deduplicator.from_settings(settings, {}, {}, {})
+    dedup = Deduplicator.from_settings(settings, {})
     story_of = {}
     for g, out in articles:
         story_of.setdefault(out.id, g.get("story"))

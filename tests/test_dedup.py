@@ -30,7 +30,7 @@ def stories() -> list[dict]:
 
 
 def fresh(**kw) -> Deduplicator:
-    return Deduplicator({}, {}, {}, **kw)
+    return Deduplicator({}, **kw)
 
 
 def test_first_sighting_then_exact_copy_under_another_id(stories) -> None:
@@ -92,14 +92,26 @@ def test_threshold_is_configurable(stories) -> None:
     assert not strict.check(article("b", s["title"], half)).is_duplicate
 
 
-def test_state_lives_in_the_mappings_it_is_given(stories) -> None:
-    """A new Deduplicator over the same mappings (a restarted worker over its recovered tables)."""
-    hashes, bands, sigs = {}, {}, {}
+def test_state_lives_in_the_mapping_it_is_given(stories) -> None:
+    """A new Deduplicator over the same mapping (a restarted worker over its recovered table)
+    rebuilds its indexes from it: near and exact copies of what the first one saw are found."""
+    sigs: dict[str, str] = {}
     s = stories[6]
-    Deduplicator(hashes, bands, sigs).check(article("a", s["title"], s["body"]))
+    Deduplicator(sigs).check(article("a", s["title"], s["body"]))
     paras = s["body"].split("\n\n")
-    v = Deduplicator(hashes, bands, sigs).check(article("b", s["title"], "\n\n".join(paras[:-1])))
+    v = Deduplicator(sigs).check(article("b", s["title"], "\n\n".join(paras[:-1])))
     assert v.kind == "near" and v.duplicate_of == "a"
+    assert Deduplicator(sigs).check(article("c", s["title"], s["body"])).kind == "exact"
+
+
+def test_indexes_follow_a_mapping_changed_underneath(stories) -> None:
+    """A rebalance hands a worker a table another worker filled: the next check sees its stories."""
+    sigs: dict[str, str] = {}
+    mine, other = Deduplicator(sigs), Deduplicator(dict(sigs))
+    s = stories[3]
+    other.check(article("elsewhere", s["title"], s["body"]))
+    sigs.update(other.signatures)  # what recovery from the changelog does to the table
+    assert mine.check(article("here", s["title"], s["body"])).duplicate_of == "elsewhere"
 
 
 def test_retention_expires_old_articles(stories) -> None:

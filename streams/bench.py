@@ -1,0 +1,405 @@
+"""``streams bench`` (``make bench``): the whole pipeline on a real broker, measured against its floor.
+
+For each worker count it starts a fresh pipeline (own topics, consumer group and state) and runs
+two phases over unique articles built from the BBC corpus:
+
+* **fixed load**: articles published at a steady rate (50/s by default); publish-to-tagged and
+  publish-to-alert latencies at that load;
+* **saturation**: the rest published at once; sustained end-to-end throughput (articles reaching
+  their final place per second, over the middle 80 % of completions) and latencies under backlog.
+
+The **floor** is the same stage functions (clean, dedup, tag, alert) called in-process over the same
+articles with no broker, in as many processes as there are workers. ``efficiency`` is pipeline
+throughput over floor throughput: a ratio that compares across noisy machines where raw figures do
+not. Per-stage time per article comes from the workers' own ``streams_stage_seconds`` histograms; the
+rest of a worker's CPU time is Kafka, Faust and serialisation overhead.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from tqdm import tqdm
+
+from streams.broker import LocalKafka, free_port
+from streams.runner import TopicReader, Worker, worker_env
+from streams.settings import Settings, get_settings
+from streams.topics import MAX_MESSAGE_BYTES, ensure_topics
+
+FINAL_TOPICS = ("articles.tagged", "articles.duplicates", "articles.deadletter")
+STAGES = ("clean", "dedup", "tag", "alert")
+
+
+def bench_articles(corpus: Path, n: int) -> list[bytes]:
+    """N raw articles (JSON) from the corpus, with ids unique to this run so reruns never collide."""
+    rows = [json.loads(line) for line in corpus.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if n > len(rows):
+        raise SystemExit(f"--articles {n}: {corpus} has only {len(rows)} articles")
+    published = datetime.now(UTC).isoformat()
+    run = uuid.uuid4().hex[:6]
+    return [json.dumps({"id": f"bench-{run}-{i}", "url": f"https://www.bbc.co.uk/news/{row['id']}",
+                        "source": "bbc.co.uk", "title": row["title"], "body": row["body"],
+                        "published_at": published}).encode()
+            for i, row in enumerate(rows[:n])]
+
+
+# -- the floor ---------------------------------------------------------------------------------------
+
+def _floor_worker(args: tuple[list[bytes], dict]) -> tuple[int, float]:
+    """One process: every stage's logic over its share, as the worker calls it, minus Kafka."""
+    messages, overrides = args
+    from streams.stages import clean_message
+    from streams.stages.alert import RuleEngine, load_rules
+    from streams.stages.dedup import Deduplicator
+    from streams.stages.tag import Tagger
+
+    settings = Settings(**overrides)
+    tagger = Tagger(settings.spacy_model, settings.knowledge_base, settings.taxonomy)
+    engine = RuleEngine(load_rules(settings.rules, set(tagger.kb.entities)), {})
+    dedup = Deduplicator.from_settings(settings, {})
+    tagger.tag_many([])  # load lazily initialised parts outside the clock, as a running worker has
+    started = time.perf_counter()
+    now = datetime.now(UTC)
+    unique = []
+    for i, data in enumerate(messages):
+        out = clean_message(data, now, settings.max_body_bytes, f"0:{i}")
+        if hasattr(out, "body") and not dedup.check(out).is_duplicate:
+            unique.append(out)
+    for i in range(0, len(unique), settings.tag_batch_size):
+        for article in tagger.tag_many(unique[i:i + settings.tag_batch_size]):
+            engine.evaluate(article, now)
+    return len(messages), time.perf_counter() - started
+
+
+def floor(messages: list[bytes], processes: int, overrides: dict) -> float:
+    """Articles per second of the stage logic alone, in ``processes`` parallel processes."""
+    shares = [(messages[i::processes], overrides) for i in range(processes)]
+    if processes == 1:
+        done, seconds = _floor_worker(shares[0])
+        return done / seconds
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        results = pool.map(_floor_worker, shares)
+    return sum(n for n, _ in results) / max(s for _, s in results)
+
+
+# -- the pipeline ------------------------------------------------------------------------------------
+
+@dataclass
+class PhaseResult:
+    name: str
+    articles: int
+    offered_per_s: float | None
+    throughput_articles_per_s: float
+    tagged_latency_s: dict[str, float]
+    alert_latency_s: dict[str, float]
+    alerts: int
+
+
+@dataclass
+class RunResult:
+    workers: int
+    floor_articles_per_s: float
+    phases: list[PhaseResult] = field(default_factory=list)
+    stage_ms_per_article: dict[str, float] = field(default_factory=dict)
+    worker_cpu_ms_per_article: float = 0.0
+    peak_memory_mb: list[float] = field(default_factory=list)
+    timeline: dict[str, list[float]] = field(default_factory=dict)  # topic -> record times (s from start)
+    latencies: dict[str, list[float]] = field(default_factory=dict)  # phase -> publish-to-tagged seconds
+
+    @property
+    def saturation(self) -> PhaseResult:
+        return self.phases[-1]
+
+    @property
+    def efficiency(self) -> float:
+        return self.saturation.throughput_articles_per_s / self.floor_articles_per_s
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    if len(values) == 1:
+        return {"p50": values[0], "p95": values[0], "p99": values[0], "n": 1}
+    q = statistics.quantiles(values, n=100, method="inclusive")
+    return {"p50": round(q[49], 4), "p95": round(q[94], 4), "p99": round(q[98], 4), "n": len(values)}
+
+
+def _proc_stats(pid: int) -> tuple[float, float]:
+    """(CPU seconds, peak resident MB) of a running process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    status = Path(f"/proc/{pid}/status").read_text()
+    hwm = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
+    return cpu, hwm / 1024
+
+
+def _stage_totals(procs: list[Worker]) -> dict[str, float]:
+    """Seconds spent in each stage's logic so far (``streams_stage_seconds_sum``), over all workers."""
+    out: dict[str, float] = {}
+    for w in procs:
+        for line in w.scrape().splitlines():
+            if line.startswith("streams_stage_seconds_sum{"):
+                stage = line.split('stage="', 1)[1].split('"', 1)[0]
+                out[stage] = out.get(stage, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+class Publisher:
+    def __init__(self, settings: Settings, bootstrap: str) -> None:
+        from kafka import KafkaProducer
+
+        self.topic = settings.topic("articles.raw")
+        self.producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=2,
+                                      max_request_size=MAX_MESSAGE_BYTES)
+
+    def publish(self, messages: list[bytes], rate: float | None, desc: str) -> dict[str, float]:
+        """Publish (at ``rate`` per second, or as fast as possible); the publish time of each id."""
+        sent: dict[str, float] = {}
+        start = time.time()
+        for i, data in enumerate(tqdm(messages, desc=desc, unit="msg", leave=False, disable=None)):
+            if rate:
+                delay = start + i / rate - time.time()
+                if delay > 0:
+                    time.sleep(delay)
+            now = time.time()
+            sent[json.loads(data)["id"]] = now
+            self.producer.send(self.topic, value=data, timestamp_ms=int(now * 1000))
+        self.producer.flush()
+        return sent
+
+    def close(self) -> None:
+        self.producer.close()
+
+
+def _drain(reader: TopicReader, sent: dict[str, float], arrivals: dict[str, float], timeout: float) -> None:
+    """Poll until every published id has reached a final topic."""
+    deadline = time.monotonic() + timeout
+    with tqdm(total=len(sent), desc="  accounted for", unit="msg", leave=False, disable=None) as bar:
+        while any(i not in arrivals for i in sent) and time.monotonic() < deadline:
+            reader.poll(timeout_ms=200)
+            bar.update(sum(1 for i in sent if i in arrivals) - bar.n)
+    missing = sum(1 for i in sent if i not in arrivals)
+    if missing:
+        raise RuntimeError(f"{missing} of {len(sent)} articles did not reach a final topic within {timeout:.0f}s")
+
+
+def run_pipeline(base: Settings, bootstrap: str, messages: list[bytes], workers: int, fixed_rate: float,
+                 fixed_count: int, workdir: Path, timeout: float) -> RunResult:
+    run_id = uuid.uuid4().hex[:8]
+    settings = base.model_copy(update={"topic_prefix": f"bench-{run_id}.", "app_id": f"streams-bench-{run_id}"})
+    ensure_topics(settings, bootstrap)
+    procs = [Worker(worker_env(settings, bootstrap, workdir / f"state-{run_id}-{k}"), free_port(),
+                    workdir / f"worker-{run_id}-{k}.log") for k in range(workers)]
+    result = RunResult(workers=workers, floor_articles_per_s=0.0)
+    reader = TopicReader(settings, bootstrap, on_record=lambda *a: on_record(*a))
+    publisher = Publisher(settings, bootstrap)
+    arrivals: dict[str, float] = {}  # id -> time of its final record
+    alert_times: list[tuple[str, float, float]] = []  # (article id, alert record time, ingested)
+    timeline: dict[str, list[float]] = {t: [] for t in ("articles.clean", "articles.unique", *FINAL_TOPICS,
+                                                         "alerts")}
+
+    def on_record(topic: str, event: dict, timestamp_ms: int) -> None:
+        if topic in timeline:
+            timeline[topic].append(timestamp_ms / 1000)
+        if topic in FINAL_TOPICS and event.get("id"):
+            arrivals.setdefault(event["id"], timestamp_ms / 1000)
+        if topic == "alerts" and event.get("ingested_at") and event.get("article_ids"):
+            ingested = datetime.fromisoformat(event["ingested_at"]).timestamp()
+            alert_times.append((event["article_ids"][0], timestamp_ms / 1000, ingested))
+
+    try:
+        for w in procs:
+            w.start()
+        for w in procs:
+            w.wait_ready()
+        _wait_assigned(procs, settings, bootstrap)
+        t0 = time.time()
+        phases = (("fixed load", messages[:fixed_count], fixed_rate),
+                  ("saturation", messages[fixed_count:], None))
+        for name, batch, rate in phases:
+            if not batch:
+                continue
+            cpu_before = sum(_proc_stats(w.proc.pid)[0] for w in procs)
+            stages_before = _stage_totals(procs)
+            desc = f"  {workers} worker(s), {name}" + (f" at {rate:g}/s" if rate else "")
+            sent = publisher.publish(batch, rate, desc)
+            _drain(reader, sent, arrivals, timeout)
+            done = sorted(arrivals[i] for i in sent)
+            first = min(sent.values())
+            lo, hi = done[len(done) // 10], done[len(done) * 9 // 10]
+            middle = len(done) * 9 // 10 - len(done) // 10
+            throughput = middle / (hi - lo) if hi > lo else len(done) / max(1e-9, done[-1] - first)
+            tagged_latency = [arrivals[i] - sent[i] for i in sent]
+            alerts = [at - ingested for aid, at, ingested in alert_times if aid in sent]
+            result.latencies[name] = tagged_latency
+            result.phases.append(PhaseResult(
+                name=name, articles=len(batch), offered_per_s=rate, throughput_articles_per_s=round(throughput, 1),
+                tagged_latency_s=percentiles(tagged_latency), alert_latency_s=percentiles(alerts), alerts=len(alerts)))
+            # time per article over the last phase (saturation): stage logic, and all of the workers' CPU
+            stages = _stage_totals(procs)
+            result.stage_ms_per_article = {s: round((stages.get(s, 0.0) - stages_before.get(s, 0.0)) * 1000
+                                                    / len(batch), 3) for s in STAGES}
+            cpu = sum(_proc_stats(w.proc.pid)[0] for w in procs) - cpu_before
+            result.worker_cpu_ms_per_article = round(cpu * 1000 / len(batch), 3)
+        result.peak_memory_mb = [round(_proc_stats(w.proc.pid)[1], 1) for w in procs]
+        result.timeline = {t: [round(x - t0, 3) for x in v] for t, v in timeline.items()}
+        return result
+    finally:
+        publisher.close()
+        reader.close()
+        for w in procs:
+            w.stop()
+
+
+def _wait_assigned(procs: list[Worker], settings: Settings, bootstrap: str, timeout: float = 60.0) -> None:
+    """Wait until the consumer group has settled: every raw partition owned, so timing starts clean."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="streams-bench")
+    deadline = time.monotonic() + timeout
+    group: dict = {}
+    try:
+        while time.monotonic() < deadline:
+            try:
+                group = admin.describe_groups([settings.app_id]).get(settings.app_id) or {}
+            except KafkaError:  # the group coordinator is still being elected
+                group = {}
+            if group.get("group_state") == "Stable" and len(group.get("members") or ()) == len(procs):
+                return
+            time.sleep(0.5)
+    finally:
+        admin.close()
+    raise TimeoutError(f"consumer group {settings.app_id} did not settle with {len(procs)} members: "
+                       f"{group.get('group_state')}, {len(group.get('members') or ())} members")
+
+
+# -- report ------------------------------------------------------------------------------------------
+
+def summary(runs: list[RunResult], articles: int) -> dict:
+    """The headline figures (for ``--json``): the run with the most workers, plus every run."""
+    best = runs[-1]
+    fixed = best.phases[0] if len(best.phases) > 1 else best.saturation
+    return {
+        "articles": articles,
+        "workers": best.workers,
+        "throughput_articles_per_s": best.saturation.throughput_articles_per_s,
+        "floor_articles_per_s": round(best.floor_articles_per_s, 1),
+        "efficiency": round(best.efficiency, 3),
+        "latency_p50_s": fixed.tagged_latency_s.get("p50"),
+        "latency_p99_s": fixed.tagged_latency_s.get("p99"),
+        "alert_latency_p99_s": fixed.alert_latency_s.get("p99"),
+        "cores": os.cpu_count(),
+        "runs": [{**{k: v for k, v in asdict(r).items() if k not in ("timeline", "latencies")},
+                  "efficiency": round(r.efficiency, 3)} for r in runs],
+    }
+
+
+def print_table(runs: list[RunResult], out=sys.stdout) -> None:
+    def lat(d: dict) -> str:
+        return f"{d['p50']:.3f} / {d['p95']:.3f} / {d['p99']:.3f}" if d else "-"
+
+    print(f"\n{'workers':>7}  {'phase':<11} {'offered/s':>9} {'articles/s':>10}  "
+          f"{'to tagged p50/p95/p99 s':<24} {'to alert p50/p95/p99 s':<24} alerts", file=out)
+    for r in runs:
+        for p in r.phases:
+            offered = f"{p.offered_per_s:g}" if p.offered_per_s else "max"
+            print(f"{r.workers:>7}  {p.name:<11} {offered:>9} {p.throughput_articles_per_s:>10,.1f}  "
+                  f"{lat(p.tagged_latency_s):<24} {lat(p.alert_latency_s):<24} {p.alerts}", file=out)
+    print(f"\n{'workers':>7}  {'pipeline/s':>10} {'floor/s':>8} {'efficiency':>10}  "
+          f"{'ms/article: clean dedup tag alert | worker CPU':<46} peak MB", file=out)
+    for r in runs:
+        st = r.stage_ms_per_article
+        stages = " ".join(f"{st.get(s, 0):.2f}" for s in STAGES)
+        print(f"{r.workers:>7}  {r.saturation.throughput_articles_per_s:>10,.1f} {r.floor_articles_per_s:>8,.1f} "
+              f"{r.efficiency:>10.2f}  {stages + ' | ' + format(r.worker_cpu_ms_per_article, '.2f'):<46} "
+              f"{', '.join(map(str, r.peak_memory_mb))}", file=out)
+
+
+def chart(runs: list[RunResult], path: Path) -> None:
+    """Throughput over time per stage, and the latency distribution, one row per worker count."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(runs), 2, figsize=(13, 4 * len(runs)), squeeze=False)
+    for (left, right), r in zip(axes, runs, strict=True):
+        end = max((max(v) for v in r.timeline.values() if v), default=1.0)
+        bins = [i * 0.5 for i in range(int(end / 0.5) + 2)]
+        for topic, label in (("articles.clean", "clean"), ("articles.unique", "dedup → unique"),
+                             ("articles.tagged", "tag"), ("alerts", "alerts")):
+            times = r.timeline.get(topic) or []
+            if times:
+                counts, edges = _histogram(times, bins)
+                left.plot(edges, [c / 0.5 for c in counts], label=label, linewidth=1.2)
+        left.set_title(f"{r.workers} worker(s): records per second by stage")
+        left.set_xlabel("seconds since first publish")
+        left.set_ylabel("articles/s")
+        left.legend()
+        for name, values in r.latencies.items():
+            if values:
+                right.hist(values, bins=50, alpha=0.6, label=f"{name} (p99 {percentiles(values)['p99']:.2f} s)")
+        right.set_title(f"{r.workers} worker(s): publish-to-tagged latency")
+        right.set_xlabel("seconds")
+        right.set_ylabel("articles")
+        right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _histogram(values: list[float], bins: list[float]) -> tuple[list[int], list[float]]:
+    counts = [0] * (len(bins) - 1)
+    width = bins[1] - bins[0]
+    for v in values:
+        counts[min(len(counts) - 1, max(0, int(v / width)))] += 1
+    return counts, bins[:-1]
+
+
+def run_bench(corpus: Path, articles: int, workers: list[int], fixed_rate: float, fixed_seconds: float,
+              out_dir: Path, as_json: bool, timeout: float = 600.0) -> dict:
+    base = get_settings()
+    messages = bench_articles(corpus, articles)
+    fixed_count = min(len(messages) // 2, int(fixed_rate * fixed_seconds))
+    log = sys.stderr if as_json else sys.stdout
+    kafka: LocalKafka | None = None
+    runs: list[RunResult] = []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="streams-bench-") as tmp:
+        try:
+            if base.broker:
+                bootstrap = base.broker.removeprefix("kafka://")
+            else:
+                print("starting a local Kafka broker…", file=log, flush=True)
+                kafka = LocalKafka(home=base.home).start()
+                bootstrap = kafka.bootstrap
+            overrides = {"spacy_model": base.spacy_model} if base.spacy_model else {}
+            for k in workers:
+                print(f"{k} worker(s): floor (stage logic in-process, {k} process(es))…", file=log, flush=True)
+                floor_rate = floor(messages[fixed_count:], k, overrides)
+                print(f"{k} worker(s): pipeline on {bootstrap}…", file=log, flush=True)
+                result = run_pipeline(base, bootstrap, messages, k, fixed_rate, fixed_count, Path(tmp), timeout)
+                result.floor_articles_per_s = floor_rate
+                runs.append(result)
+        finally:
+            if kafka is not None:
+                kafka.stop()
+    report = summary(runs, len(messages))
+    (out_dir / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
+    chart(runs, out_dir / "bench.png")
+    print_table(runs, out=log)
+    print(f"\nwrote {out_dir / 'bench.json'} and {out_dir / 'bench.png'}", file=log)
+    if as_json:
+        print(json.dumps(report))
+    return report
