@@ -1,7 +1,7 @@
 """The Faust wiring, in one place: the app, its topics and tables, and one thin agent per stage.
 
     articles.raw ─▶ clean ─▶ articles.clean ─▶ dedup ─▶ articles.unique ─▶ tag ─▶ articles.tagged ─▶ alert ─▶ alerts
-                     └─▶ articles.deadletter       └─▶ articles.duplicates        alert ─▶ entity.mentions ─▶ bursts
+                     └─▶ articles.deadletter       └─▶ articles.duplicates  └─▶ entity.mentions ─▶ bursts ─▶ alerts
 
 Each agent turns a message into exactly one outcome (an output event, a duplicate or a dead
 letter) by calling the stage's Kafka-free logic in :mod:`streams.stages`, and counts it. Any
@@ -28,7 +28,7 @@ from streams.schemas import openapi
 from streams.settings import Settings, get_settings
 from streams.stages import clean_message, traceback_summary
 from streams.stages.alert import RuleEngine, load_rules
-from streams.stages.burst import BurstConfig, BurstDetector, burst_alert
+from streams.stages.burst import BurstConfig, BurstDetector, burst_alert, mention_batches
 from streams.stages.dedup import Deduplicator, mark_duplicate
 from streams.stages.tag import Tagger
 from streams.stages.validate import dead_letter
@@ -55,6 +55,7 @@ class StreamsApp(faust.App):
             web_port=settings.web_port,
             datadir=str(settings.data_dir),
             producer_max_request_size=MAX_MESSAGE_BYTES,
+            producer_linger=0.005,
             consumer_max_fetch_size=MAX_MESSAGE_BYTES,
             stream_wait_empty=False,
             broker_commit_interval=0.5,
@@ -110,7 +111,7 @@ JSON = faust.Schema(key_serializer="json", value_serializer="json")
 dedup_signatures = app.Table("dedup-signatures", partitions=1, schema=JSON)
 # Alert suppression: rule + story -> when it fired; co-partitioned with articles.tagged (key = id).
 alerts_fired = app.Table("alerts-fired", schema=JSON)
-# Trend bursts: per-entity minute and hour buckets; co-partitioned with entity.mentions (key = entity).
+# Trend bursts: per-entity minute and hour buckets, on the entity's entity.mentions partition.
 burst_counts = app.Table("burst-counts", schema=JSON)
 
 
@@ -213,6 +214,8 @@ async def tag(stream: faust.StreamT) -> None:
             await tagged_topic.send(key=article.id.encode(), value=article.dumps())
             metrics.articles_out.labels("tag", "tagged").inc()
             metrics.observe_latency("tag", now(), article.ingested_at, article.published_at)
+        for partition, mentions in mention_batches(tagged, settings.partitions).items():
+            await mentions_topic.send(value=json.dumps({"mentions": mentions}).encode(), partition=partition)
 
 
 @app.agent(tagged_topic)
@@ -233,11 +236,6 @@ async def alert(stream: faust.StreamT) -> None:
             await alerts_topic.send(key=a.id.encode(), value=a.dumps())
             metrics.observe_latency("alert", a.created_at, article.ingested_at, article.published_at)
         metrics.articles_out.labels("alert", "alerted" if alerts else "no_alert").inc()
-        for entity in article.entities:
-            if entity.id:
-                mention = {"entity": entity.id, "name": entity.name, "count": entity.count, "article": article.id,
-                           "at": article.ingested_at.isoformat()}
-                await mentions_topic.send(key=entity.id.encode(), value=json.dumps(mention).encode())
 
 
 @app.agent(mentions_topic)
@@ -248,19 +246,24 @@ async def bursts(stream: faust.StreamT) -> None:
     next_expiry = 0.0
     async for event in stream.events():
         try:
-            mention = json.loads(event.value)
-            at = datetime.fromisoformat(mention["at"])
-            if time.monotonic() >= next_expiry:
-                detector.expire(at)
-                next_expiry = time.monotonic() + 600
-            burst = detector.mention(mention["entity"], at, int(mention.get("count", 1)))
+            mentions = json.loads(event.value)["mentions"]
         except Exception:  # an internal event, not an input article: log it, never dead-letter it
-            log.exception("bad entity mention at offset %s", event.message.offset)
+            log.exception("bad entity mentions at offset %s", event.message.offset)
             continue
-        if burst is not None:
-            a = burst_alert(burst, name=mention.get("name"), article_id=mention.get("article"))
-            metrics.alerts.labels(a.rule_id, a.severity).inc()
-            await alerts_topic.send(key=a.id.encode(), value=a.dumps())
+        for mention in mentions:
+            try:
+                at = datetime.fromisoformat(mention["at"])
+                if time.monotonic() >= next_expiry:
+                    detector.expire(at)
+                    next_expiry = time.monotonic() + 600
+                burst = detector.mention(mention["entity"], at, int(mention.get("count", 1)))
+            except Exception:
+                log.exception("bad entity mention at offset %s", event.message.offset)
+                continue
+            if burst is not None:
+                a = burst_alert(burst, name=mention.get("name"), article_id=mention.get("article"))
+                metrics.alerts.labels(a.rule_id, a.severity).inc()
+                await alerts_topic.send(key=a.id.encode(), value=a.dumps())
 
 
 LOGICAL_TOPICS = {settings.topic(t): t for t in ("articles.raw", "articles.clean", "articles.unique",

@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,7 +33,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from streams.broker import LocalKafka, free_port
-from streams.runner import TopicReader, Worker, worker_env
+from streams.runner import Worker, worker_env
 from streams.settings import Settings, get_settings
 from streams.topics import MAX_MESSAGE_BYTES, ensure_topics
 
@@ -56,10 +57,12 @@ def bench_articles(corpus: Path, n: int) -> list[bytes]:
 # -- the floor ---------------------------------------------------------------------------------------
 
 def _floor_worker(args: tuple[list[bytes], dict]) -> tuple[int, float]:
-    """One process: every stage's logic over its share, as the worker calls it, minus Kafka."""
+    """One process: every stage's logic over its share, as the worker calls it (clean, dedup, tag,
+    alert rules, burst counting), minus Kafka."""
     messages, overrides = args
     from streams.stages import clean_message
     from streams.stages.alert import RuleEngine, load_rules
+    from streams.stages.burst import BurstDetector, mention_batches
     from streams.stages.dedup import Deduplicator
     from streams.stages.tag import Tagger
 
@@ -67,6 +70,7 @@ def _floor_worker(args: tuple[list[bytes], dict]) -> tuple[int, float]:
     tagger = Tagger(settings.spacy_model, settings.knowledge_base, settings.taxonomy)
     engine = RuleEngine(load_rules(settings.rules, set(tagger.kb.entities)), {})
     dedup = Deduplicator.from_settings(settings, {})
+    bursts = BurstDetector({})
     tagger.tag_many([])  # load lazily initialised parts outside the clock, as a running worker has
     started = time.perf_counter()
     now = datetime.now(UTC)
@@ -76,8 +80,12 @@ def _floor_worker(args: tuple[list[bytes], dict]) -> tuple[int, float]:
         if hasattr(out, "body") and not dedup.check(out).is_duplicate:
             unique.append(out)
     for i in range(0, len(unique), settings.tag_batch_size):
-        for article in tagger.tag_many(unique[i:i + settings.tag_batch_size]):
+        tagged = tagger.tag_many(unique[i:i + settings.tag_batch_size])
+        for article in tagged:
             engine.evaluate(article, now)
+        for mentions in mention_batches(tagged, settings.partitions).values():
+            for m in mentions:
+                bursts.mention(m["entity"], datetime.fromisoformat(m["at"]), m["count"])
     return len(messages), time.perf_counter() - started
 
 
@@ -112,8 +120,11 @@ class RunResult:
     phases: list[PhaseResult] = field(default_factory=list)
     stage_ms_per_article: dict[str, float] = field(default_factory=dict)
     worker_cpu_ms_per_article: float = 0.0
+    broker_cpu_ms_per_article: float | None = None  # the local broker's, when it runs here
+    bench_cpu_ms_per_article: float = 0.0  # this process: publishing and reading the topics
     peak_memory_mb: list[float] = field(default_factory=list)
-    timeline: dict[str, list[float]] = field(default_factory=dict)  # topic -> record times (s from start)
+    #: (seconds since the first publish, articles each stage has finished so far), every half second
+    timeline: list[tuple[float, dict[str, float]]] = field(default_factory=list)
     latencies: dict[str, list[float]] = field(default_factory=dict)  # phase -> publish-to-tagged seconds
 
     @property
@@ -162,12 +173,15 @@ class Publisher:
         self.producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=2,
                                       max_request_size=MAX_MESSAGE_BYTES)
 
-    def publish(self, messages: list[bytes], rate: float | None, desc: str) -> dict[str, float]:
-        """Publish (at ``rate`` per second, or as fast as possible); the publish time of each id."""
+    def publish(self, messages: list[bytes], rate: float | None, desc: str,
+                tick: Callable[[], None] = lambda: None) -> dict[str, float]:
+        """Publish (at ``rate`` per second, or as fast as possible); the publish time of each id.
+        ``tick`` runs while waiting for the next slot."""
         sent: dict[str, float] = {}
         start = time.time()
         for i, data in enumerate(tqdm(messages, desc=desc, unit="msg", leave=False, disable=None)):
             if rate:
+                tick()
                 delay = start + i / rate - time.time()
                 if delay > 0:
                     time.sleep(delay)
@@ -181,12 +195,48 @@ class Publisher:
         self.producer.close()
 
 
-def _drain(reader: TopicReader, sent: dict[str, float], arrivals: dict[str, float], timeout: float) -> None:
+class Reader:
+    """Reads the final topics from the start for timestamps and ids only: it shares the cores with
+    the pipeline, so it decodes no article bodies (ids come from record keys)."""
+
+    def __init__(self, settings: Settings, bootstrap: str, on_record) -> None:
+        from kafka import KafkaConsumer
+
+        self.names = {settings.topic(t): t for t in (*FINAL_TOPICS, "alerts")}
+        # no CRC checks: kafka-python computes CRC32C in pure Python, a core's worth at saturation
+        self.consumer = KafkaConsumer(*self.names, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                      enable_auto_commit=False, group_id=None, fetch_max_bytes=64 * 1024 * 1024,
+                                      check_crcs=False)
+        self.on_record = on_record
+
+    def poll(self, timeout_ms: int) -> None:
+        for tp, records in self.consumer.poll(timeout_ms=timeout_ms, max_records=5000).items():
+            for r in records:
+                self.on_record(self.names[tp.topic], r)
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def _stage_done(procs: list[Worker]) -> dict[str, float]:
+    """Articles each stage has finished (``streams_articles_out_total``), over all workers."""
+    out: dict[str, float] = {}
+    for w in procs:
+        for line in w.scrape().splitlines():
+            if line.startswith("streams_articles_out_total{"):
+                stage = line.split('stage="', 1)[1].split('"', 1)[0]
+                out[stage] = out.get(stage, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def _drain(reader: Reader, sent: dict[str, float], arrivals: dict[str, float], timeout: float,
+           tick: Callable[[], None]) -> None:
     """Poll until every published id has reached a final topic."""
     deadline = time.monotonic() + timeout
     with tqdm(total=len(sent), desc="  accounted for", unit="msg", leave=False, disable=None) as bar:
         while any(i not in arrivals for i in sent) and time.monotonic() < deadline:
-            reader.poll(timeout_ms=200)
+            reader.poll(timeout_ms=100)
+            tick()
             bar.update(sum(1 for i in sent if i in arrivals) - bar.n)
     missing = sum(1 for i in sent if i not in arrivals)
     if missing:
@@ -194,28 +244,28 @@ def _drain(reader: TopicReader, sent: dict[str, float], arrivals: dict[str, floa
 
 
 def run_pipeline(base: Settings, bootstrap: str, messages: list[bytes], workers: int, fixed_rate: float,
-                 fixed_count: int, workdir: Path, timeout: float) -> RunResult:
+                 fixed_count: int, workdir: Path, timeout: float, broker_pid: int | None = None) -> RunResult:
     run_id = uuid.uuid4().hex[:8]
     settings = base.model_copy(update={"topic_prefix": f"bench-{run_id}.", "app_id": f"streams-bench-{run_id}"})
     ensure_topics(settings, bootstrap)
     procs = [Worker(worker_env(settings, bootstrap, workdir / f"state-{run_id}-{k}"), free_port(),
                     workdir / f"worker-{run_id}-{k}.log") for k in range(workers)]
     result = RunResult(workers=workers, floor_articles_per_s=0.0)
-    reader = TopicReader(settings, bootstrap, on_record=lambda *a: on_record(*a))
     publisher = Publisher(settings, bootstrap)
     arrivals: dict[str, float] = {}  # id -> time of its final record
     alert_times: list[tuple[str, float, float]] = []  # (article id, alert record time, ingested)
-    timeline: dict[str, list[float]] = {t: [] for t in ("articles.clean", "articles.unique", *FINAL_TOPICS,
-                                                         "alerts")}
 
-    def on_record(topic: str, event: dict, timestamp_ms: int) -> None:
-        if topic in timeline:
-            timeline[topic].append(timestamp_ms / 1000)
-        if topic in FINAL_TOPICS and event.get("id"):
-            arrivals.setdefault(event["id"], timestamp_ms / 1000)
-        if topic == "alerts" and event.get("ingested_at") and event.get("article_ids"):
-            ingested = datetime.fromisoformat(event["ingested_at"]).timestamp()
-            alert_times.append((event["article_ids"][0], timestamp_ms / 1000, ingested))
+    def on_record(topic: str, record) -> None:
+        at = record.timestamp / 1000
+        if topic in FINAL_TOPICS:  # keyed by article id; a dead letter may lack the key
+            arrivals.setdefault(record.key.decode() if record.key else json.loads(record.value)["id"], at)
+        elif topic == "alerts":
+            event = json.loads(record.value)
+            if event.get("ingested_at") and event.get("article_ids"):
+                ingested = datetime.fromisoformat(event["ingested_at"]).timestamp()
+                alert_times.append((event["article_ids"][0], at, ingested))
+
+    reader = Reader(settings, bootstrap, on_record)
 
     try:
         for w in procs:
@@ -224,16 +274,24 @@ def run_pipeline(base: Settings, bootstrap: str, messages: list[bytes], workers:
             w.wait_ready()
         _wait_assigned(procs, settings, bootstrap)
         t0 = time.time()
+
+        def sample() -> None:
+            """Every half second: how far each stage has got (for the chart)."""
+            if not result.timeline or time.time() - t0 - result.timeline[-1][0] >= 0.5:
+                result.timeline.append((round(time.time() - t0, 2), _stage_done(procs)))
+
         phases = (("fixed load", messages[:fixed_count], fixed_rate),
                   ("saturation", messages[fixed_count:], None))
         for name, batch, rate in phases:
             if not batch:
                 continue
             cpu_before = sum(_proc_stats(w.proc.pid)[0] for w in procs)
+            broker_before = _proc_stats(broker_pid)[0] if broker_pid else 0.0
+            own_before = time.process_time()
             stages_before = _stage_totals(procs)
             desc = f"  {workers} worker(s), {name}" + (f" at {rate:g}/s" if rate else "")
-            sent = publisher.publish(batch, rate, desc)
-            _drain(reader, sent, arrivals, timeout)
+            sent = publisher.publish(batch, rate, desc, sample)
+            _drain(reader, sent, arrivals, timeout, sample)
             done = sorted(arrivals[i] for i in sent)
             first = min(sent.values())
             lo, hi = done[len(done) // 10], done[len(done) * 9 // 10]
@@ -251,8 +309,11 @@ def run_pipeline(base: Settings, bootstrap: str, messages: list[bytes], workers:
                                                     / len(batch), 3) for s in STAGES}
             cpu = sum(_proc_stats(w.proc.pid)[0] for w in procs) - cpu_before
             result.worker_cpu_ms_per_article = round(cpu * 1000 / len(batch), 3)
+            result.bench_cpu_ms_per_article = round((time.process_time() - own_before) * 1000 / len(batch), 3)
+            if broker_pid:
+                broker = _proc_stats(broker_pid)[0] - broker_before
+                result.broker_cpu_ms_per_article = round(broker * 1000 / len(batch), 3)
         result.peak_memory_mb = [round(_proc_stats(w.proc.pid)[1], 1) for w in procs]
-        result.timeline = {t: [round(x - t0, 3) for x in v] for t, v in timeline.items()}
         return result
     finally:
         publisher.close()
@@ -316,14 +377,18 @@ def print_table(runs: list[RunResult], out=sys.stdout) -> None:
             offered = f"{p.offered_per_s:g}" if p.offered_per_s else "max"
             print(f"{r.workers:>7}  {p.name:<11} {offered:>9} {p.throughput_articles_per_s:>10,.1f}  "
                   f"{lat(p.tagged_latency_s):<24} {lat(p.alert_latency_s):<24} {p.alerts}", file=out)
-    print(f"\n{'workers':>7}  {'pipeline/s':>10} {'floor/s':>8} {'efficiency':>10}  "
-          f"{'ms/article: clean dedup tag alert | worker CPU':<46} peak MB", file=out)
+    print(f"\n{'workers':>7}  {'pipeline/s':>10} {'floor/s':>8} {'efficiency':>10}  peak MB per worker", file=out)
+    for r in runs:
+        print(f"{r.workers:>7}  {r.saturation.throughput_articles_per_s:>10,.1f} {r.floor_articles_per_s:>8,.1f} "
+              f"{r.efficiency:>10.2f}  {', '.join(map(str, r.peak_memory_mb))}", file=out)
+    print("\nms per article at saturation: time in each stage's logic, then CPU by process", file=out)
+    print(f"{'workers':>7}  {'clean':>6} {'dedup':>6} {'tag':>6} {'alert':>6}  {'workers':>8} {'broker':>7} "
+          f"{'bench':>6}", file=out)
     for r in runs:
         st = r.stage_ms_per_article
-        stages = " ".join(f"{st.get(s, 0):.2f}" for s in STAGES)
-        print(f"{r.workers:>7}  {r.saturation.throughput_articles_per_s:>10,.1f} {r.floor_articles_per_s:>8,.1f} "
-              f"{r.efficiency:>10.2f}  {stages + ' | ' + format(r.worker_cpu_ms_per_article, '.2f'):<46} "
-              f"{', '.join(map(str, r.peak_memory_mb))}", file=out)
+        broker = f"{r.broker_cpu_ms_per_article:.2f}" if r.broker_cpu_ms_per_article is not None else "-"
+        print(f"{r.workers:>7}  " + " ".join(f"{st.get(s, 0):>6.2f}" for s in STAGES)
+              + f"  {r.worker_cpu_ms_per_article:>8.2f} {broker:>7} {r.bench_cpu_ms_per_article:>6.2f}", file=out)
 
 
 def chart(runs: list[RunResult], path: Path) -> None:
@@ -335,15 +400,13 @@ def chart(runs: list[RunResult], path: Path) -> None:
 
     fig, axes = plt.subplots(len(runs), 2, figsize=(13, 4 * len(runs)), squeeze=False)
     for (left, right), r in zip(axes, runs, strict=True):
-        end = max((max(v) for v in r.timeline.values() if v), default=1.0)
-        bins = [i * 0.5 for i in range(int(end / 0.5) + 2)]
-        for topic, label in (("articles.clean", "clean"), ("articles.unique", "dedup → unique"),
-                             ("articles.tagged", "tag"), ("alerts", "alerts")):
-            times = r.timeline.get(topic) or []
-            if times:
-                counts, edges = _histogram(times, bins)
-                left.plot(edges, [c / 0.5 for c in counts], label=label, linewidth=1.2)
-        left.set_title(f"{r.workers} worker(s): records per second by stage")
+        times = [t for t, _ in r.timeline]
+        for stage in STAGES:
+            done = [d.get(stage, 0.0) for _, d in r.timeline]
+            rates = [(b - a) / (t1 - t0) if t1 > t0 else 0.0
+                     for a, b, t0, t1 in zip(done, done[1:], times, times[1:], strict=False)]
+            left.plot(times[1:], rates, label=stage, linewidth=1.2)
+        left.set_title(f"{r.workers} worker(s): articles finished per second, by stage")
         left.set_xlabel("seconds since first publish")
         left.set_ylabel("articles/s")
         left.legend()
@@ -357,14 +420,6 @@ def chart(runs: list[RunResult], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-
-
-def _histogram(values: list[float], bins: list[float]) -> tuple[list[int], list[float]]:
-    counts = [0] * (len(bins) - 1)
-    width = bins[1] - bins[0]
-    for v in values:
-        counts[min(len(counts) - 1, max(0, int(v / width)))] += 1
-    return counts, bins[:-1]
 
 
 def run_bench(corpus: Path, articles: int, workers: list[int], fixed_rate: float, fixed_seconds: float,
@@ -389,7 +444,8 @@ def run_bench(corpus: Path, articles: int, workers: list[int], fixed_rate: float
                 print(f"{k} worker(s): floor (stage logic in-process, {k} process(es))…", file=log, flush=True)
                 floor_rate = floor(messages[fixed_count:], k, overrides)
                 print(f"{k} worker(s): pipeline on {bootstrap}…", file=log, flush=True)
-                result = run_pipeline(base, bootstrap, messages, k, fixed_rate, fixed_count, Path(tmp), timeout)
+                result = run_pipeline(base, bootstrap, messages, k, fixed_rate, fixed_count, Path(tmp), timeout,
+                                      broker_pid=kafka.proc.pid if kafka and kafka.proc else None)
                 result.floor_articles_per_s = floor_rate
                 runs.append(result)
         finally:

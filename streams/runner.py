@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,8 +92,6 @@ class TopicReader:
     settings: Settings
     bootstrap: str
     events: dict[str, list[dict]] = field(default_factory=dict)
-    #: called with (logical topic, event, record timestamp in ms) for every record (the benchmark times them)
-    on_record: Callable[[str, dict, int], None] | None = None
 
     def __post_init__(self) -> None:
         from kafka import KafkaConsumer
@@ -113,8 +111,6 @@ class TopicReader:
             for r in records:
                 event = json.loads(r.value)
                 self.events[topic].append(event)
-                if self.on_record is not None:
-                    self.on_record(topic, event, r.timestamp)
                 out.append((topic, event))
         return out
 

@@ -31,7 +31,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.topic("alerts"), n, config),
         TopicSpec(settings.topic("articles.deadletter"), n, config),
         TopicSpec(settings.topic("alerts.deadletter"), 1, config),
-        # internal: canonical entity mentions keyed by entity, so trend counts meet on one partition
+        # internal: canonical entity mentions, each entity on one partition, so trend counts meet
         TopicSpec(settings.topic("entity.mentions"), n, {}),
     ]
 

@@ -73,3 +73,22 @@ def test_burst_alert_id_is_deterministic() -> None:
     burst = d.mention("org/imf", t + timedelta(seconds=30))
     a, b = burst_alert(burst, "high", "IMF", "art-1"), burst_alert(burst, "high", "IMF", "art-1")
     assert a.id == b.id and a.kind == "burst" and a.severity == "high" and "IMF" in a.title
+
+
+def test_mention_batches_sum_per_entity_and_minute_on_a_stable_partition() -> None:
+    from streams.events import Entity, TaggedArticle
+    from streams.stages.burst import mention_batches, mention_partition
+
+    def tagged(aid: str, at: datetime, *ids: str) -> TaggedArticle:
+        return TaggedArticle.model_construct(id=aid, ingested_at=at, entities=[
+            Entity(text=i, label="ORG", id=i, name=i.upper(), count=2, start=0) for i in ids]
+            + [Entity(text="Nobody", label="PERSON", start=0)])
+
+    t = datetime(2026, 11, 20, 9, 0, 10, tzinfo=UTC)
+    batch = [tagged("a", t, "org/ecb", "country/DE"), tagged("b", t + timedelta(seconds=20), "org/ecb"),
+             tagged("c", t + timedelta(minutes=1), "org/ecb")]
+    batches = mention_batches(batch, 4)
+    flat = [(p, m["entity"], m["count"], m["article"]) for p, ms in batches.items() for m in ms]
+    ecb, de = mention_partition("org/ecb", 4), mention_partition("country/DE", 4)
+    # same minute summed (the latest article stands for it); the next minute separate; no id, no mention
+    assert sorted(flat) == sorted([(ecb, "org/ecb", 4, "b"), (ecb, "org/ecb", 2, "c"), (de, "country/DE", 2, "a")])

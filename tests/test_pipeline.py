@@ -54,6 +54,36 @@ def test_feed_is_conserved_with_gold_reasons(pipeline: Pipeline, tmp_path: Path)
         assert out_total == ins[f'{{stage="{stage}"}}'], stage
     assert ins['{stage="dedup"}'] == len(reader.events["articles.clean"])
 
+    # trend counting: entity.mentions carries every canonical mention of the tagged articles, each
+    # entity on its one partition, and the bursts agent has consumed them all
+    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+    from streams.stages.burst import mention_partition
+
+    topic = pipeline.settings.topic("entity.mentions")
+    consumer = KafkaConsumer(bootstrap_servers=pipeline.bootstrap, enable_auto_commit=False, group_id=None,
+                             consumer_timeout_ms=3000)
+    parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+    consumer.assign(parts)
+    consumer.seek_to_beginning()
+    sent: Counter[str] = Counter()
+    for record in consumer:
+        for m in json.loads(record.value)["mentions"]:
+            assert record.partition == mention_partition(m["entity"], len(parts))
+            sent[m["entity"]] += m["count"]
+    ends = consumer.end_offsets(parts)
+    consumer.close()
+    want = Counter()
+    for article in reader.events["articles.tagged"]:
+        for e in article["entities"]:
+            if e["id"]:
+                want[e["id"]] += e["count"]
+    assert sent == want and len(want) > 20
+    admin = KafkaAdminClient(bootstrap_servers=pipeline.bootstrap)
+    committed = admin.list_group_offsets({pipeline.settings.app_id: parts})[pipeline.settings.app_id]
+    admin.close()
+    assert all(committed[tp].offset == ends[tp] for tp in parts if ends[tp]), (committed, ends)
+
 
 def test_alert_events_match_their_schema_and_are_deterministic(pipeline: Pipeline) -> None:
     from streams.events import Alert
