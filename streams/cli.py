@@ -384,7 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="throughput, latency and efficiency of the pipeline on the local broker")
     p.add_argument("--corpus", default="../shared/corpus/bbc.jsonl", help="bbc.jsonl-style corpus")
-    p.add_argument("--articles", type=int, default=2000, help="unique articles per run (at most the corpus size)")
+    p.add_argument("--articles", type=int, default=5000,
+                   help="unique articles per run (past the corpus size, new ones from pairs of corpus articles)")
     p.add_argument("--workers", type=int, action="append", help="worker processes (repeatable; default: 1 and 2)")
     p.add_argument("--rate", type=float, default=50.0, help="offered load of the fixed-load phase, articles/s")
     p.add_argument("--fixed-seconds", type=float, default=15.0, help="length of the fixed-load phase")
