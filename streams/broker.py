@@ -125,6 +125,7 @@ class LocalKafka:
     data_dir: Path | None = None
     extra_properties: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen | None = None
+    _java: list[str] = field(default_factory=list)  # the launch command, kept for restarts
 
     @property
     def bootstrap(self) -> str:
@@ -152,9 +153,14 @@ class LocalKafka:
                              capture_output=True, text=True)
         if fmt.returncode != 0:
             raise BrokerError(f"formatting the data dir failed:\n{fmt.stdout}{fmt.stderr}")
+        self._java = [*java, "kafka.Kafka", str(config)]
+        return self._launch(timeout, detach)
+
+    def _launch(self, timeout: float, detach: bool = False) -> LocalKafka:
+        assert self.data_dir is not None
         log = open(self.data_dir / "broker.log", "ab")  # noqa: SIM115 - owned by the child process
-        self.proc = subprocess.Popen([*java, "kafka.Kafka", str(config)], stdout=log, stderr=log,
-                                     stdin=subprocess.DEVNULL, start_new_session=detach)
+        self.proc = subprocess.Popen(self._java, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                     start_new_session=detach)
         log.close()
         try:
             wait_until_ready(self.bootstrap, timeout, self.proc)
@@ -162,6 +168,13 @@ class LocalKafka:
             self.stop()
             raise
         return self
+
+    def restart(self, down_seconds: float = 0.0, timeout: float = 90.0) -> LocalKafka:
+        """Stop the broker, stay down ``down_seconds``, start it again on the same port and data:
+        an outage, as clients see one (the fault tests use it)."""
+        self.stop()
+        time.sleep(down_seconds)
+        return self._launch(timeout)
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM, wait for a clean shutdown, SIGKILL only if it does not come."""

@@ -142,8 +142,10 @@ class TopicReader:
         yield from self.poll(timeout_ms=1000)
 
     def accounted(self) -> int:
-        """How many input messages have reached a final place."""
-        return sum(len(self.events[t]) for t in ("articles.tagged", "articles.duplicates", "articles.deadletter"))
+        """How many input messages have reached a final place (a replayed repeat counts once)."""
+        return len({e.get("raw_ref") or f"{t}#{i}" for t in ("articles.tagged", "articles.duplicates",
+                                                          "articles.deadletter")
+                    for i, e in enumerate(self.events[t])})
 
     def close(self) -> None:
         self.consumer.close()
