@@ -20,7 +20,7 @@ from functools import cached_property
 
 import faust
 
-from streams.broker import bootstrap_servers
+from streams.broker import bootstrap_servers, client_options, faust_credentials
 from streams.events import CleanArticle, DeadLetter, TaggedArticle
 from streams.ingest import handle_post
 from streams.metrics import Metrics
@@ -44,6 +44,7 @@ class StreamsApp(faust.App):
         super().__init__(
             settings.app_id,
             broker=f"kafka://{bootstrap_servers(settings)}",
+            broker_credentials=faust_credentials(settings),
             store="memory://",
             value_serializer="raw",
             key_serializer="raw",
@@ -71,7 +72,8 @@ class StreamsApp(faust.App):
         """A kafka-python admin client for the lag probe (blocking: used from an executor)."""
         from kafka import KafkaAdminClient
 
-        return KafkaAdminClient(bootstrap_servers=bootstrap_servers(self.settings), client_id=f"{self.conf.id}-lag")
+        return KafkaAdminClient(bootstrap_servers=bootstrap_servers(self.settings), client_id=f"{self.conf.id}-lag",
+                                **client_options(self.settings))
 
     @cached_property
     def rules(self) -> list:

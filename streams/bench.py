@@ -34,7 +34,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from streams.broker import LocalKafka, free_port
+from streams.broker import LocalKafka, client_options, free_port
 from streams.runner import Worker, worker_env
 from streams.settings import Settings, get_settings
 from streams.topics import MAX_MESSAGE_BYTES, ensure_topics
@@ -192,7 +192,7 @@ class Publisher:
         from kafka import KafkaProducer
 
         self.topic = settings.topic("articles.raw")
-        self.producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=2,
+        self.producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=2, **client_options(settings),
                                       max_request_size=MAX_MESSAGE_BYTES)
 
     def publish(self, messages: list[bytes], rate: float | None, desc: str,
@@ -227,6 +227,7 @@ class Reader:
         self.names = {settings.topic(t): t for t in (*FINAL_TOPICS, "alerts")}
         # no CRC checks: kafka-python computes CRC32C in pure Python, a core's worth at saturation
         self.consumer = KafkaConsumer(*self.names, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                      **client_options(settings),
                                       enable_auto_commit=False, group_id=None, fetch_max_bytes=64 * 1024 * 1024,
                                       check_crcs=False)
         self.on_record = on_record
@@ -352,7 +353,7 @@ def _wait_assigned(procs: list[Worker], settings: Settings, bootstrap: str, time
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="streams-bench")
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="streams-bench", **client_options(settings))
     deadline = time.monotonic() + timeout
     group: dict = {}
     try:

@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import uuid
@@ -63,8 +64,10 @@ def resolve_jars(home: Path) -> Path:
     return lib
 
 
-def server_properties(port: int, controller_port: int, log_dir: Path, extra: dict[str, str]) -> str:
-    """The broker config: one node, replication 1 everywhere, no initial rebalance delay."""
+def server_properties(port: int, controller_port: int, log_dir: Path, extra: dict[str, str],
+                      sasl_port: int = 0, sasl_users: dict[str, str] | None = None) -> str:
+    """The broker config: one node, replication 1 everywhere, no initial rebalance delay; with
+    ``sasl_users``, a second listener on ``sasl_port`` that takes SASL/PLAIN logins."""
     props = {
         "process.roles": "broker,controller",
         "node.id": "1",
@@ -87,8 +90,16 @@ def server_properties(port: int, controller_port: int, log_dir: Path, extra: dic
         "group.initial.rebalance.delay.ms": "0",
         "message.max.bytes": str(MAX_MESSAGE_BYTES),
         "log.retention.hours": "168",
-        **extra,
     }
+    if sasl_users:
+        users = " ".join(f'user_{u}="{p}"' for u, p in sasl_users.items())
+        props["listeners"] += f",SASL_PLAINTEXT://127.0.0.1:{sasl_port}"
+        props["advertised.listeners"] += f",SASL_PLAINTEXT://127.0.0.1:{sasl_port}"
+        props["listener.security.protocol.map"] += ",SASL_PLAINTEXT:SASL_PLAINTEXT"
+        props["sasl.enabled.mechanisms"] = "PLAIN"
+        props["listener.name.sasl_plaintext.plain.sasl.jaas.config"] = (
+            f"org.apache.kafka.common.security.plain.PlainLoginModule required {users};")
+    props |= extra
     return "".join(f"{k}={v}\n" for k, v in props.items())
 
 
@@ -124,6 +135,8 @@ class LocalKafka:
     port: int = 0
     data_dir: Path | None = None
     extra_properties: dict[str, str] = field(default_factory=dict)
+    sasl_users: dict[str, str] = field(default_factory=dict)  # user -> password: adds a SASL/PLAIN listener
+    sasl_port: int = 0
     proc: subprocess.Popen | None = None
     _java: list[str] = field(default_factory=list)  # the launch command, kept for restarts
 
@@ -142,8 +155,10 @@ class LocalKafka:
         shutil.rmtree(self.data_dir, ignore_errors=True)
         self.data_dir.mkdir(parents=True)
         config = self.data_dir / "server.properties"
+        if self.sasl_users:
+            self.sasl_port = self.sasl_port or free_port()
         config.write_text(server_properties(self.port, controller_port, self.data_dir / "logs",
-                                            self.extra_properties))
+                                            self.extra_properties, self.sasl_port, self.sasl_users))
         java = ["java", "-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-Djava.awt.headless=true",
                 f"-Dlog4j2.configurationFile={KAFKA_DIR / 'log4j2.yaml'}", "-cp", f"{lib}/*"]
         cluster_id = "-"
@@ -245,6 +260,47 @@ def stop_background(settings: Settings, timeout: float = 30.0) -> bool:
         os.kill(pid, signal.SIGKILL)
     state_path(settings).unlink(missing_ok=True)
     return True
+
+
+def client_options(settings: Settings) -> dict[str, object]:
+    """The connection security settings (``STREAMS_KAFKA_*``) as kafka-python client options: every
+    producer, consumer and admin client of the project is built with them."""
+    protocol = settings.kafka_security_protocol
+    options: dict[str, object] = {"security_protocol": protocol}
+    if protocol.startswith("SASL"):
+        if not settings.kafka_sasl_username or settings.kafka_sasl_password is None:
+            raise BrokerError(f"{protocol} needs STREAMS_KAFKA_SASL_USERNAME and STREAMS_KAFKA_SASL_PASSWORD")
+        options |= {"sasl_mechanism": settings.kafka_sasl_mechanism,
+                    "sasl_plain_username": settings.kafka_sasl_username,
+                    "sasl_plain_password": settings.kafka_sasl_password.get_secret_value()}
+    if protocol.endswith("SSL"):
+        options["ssl_context"] = ssl_context(settings)
+    return options
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None)
+    if settings.kafka_ssl_certfile:
+        context.load_cert_chain(str(settings.kafka_ssl_certfile),
+                                str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None)
+    return context
+
+
+def faust_credentials(settings: Settings):
+    """The same settings as Faust ``broker_credentials`` (None for PLAINTEXT)."""
+    import faust
+
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    if protocol == "SSL":
+        return faust.SSLCredentials(ssl_context(settings))
+    client_options(settings)  # the same check for missing credentials
+    assert settings.kafka_sasl_password is not None
+    return faust.SASLCredentials(username=settings.kafka_sasl_username,
+                                 password=settings.kafka_sasl_password.get_secret_value(),
+                                 mechanism=settings.kafka_sasl_mechanism,
+                                 ssl_context=ssl_context(settings) if protocol == "SASL_SSL" else None)
 
 
 def bootstrap_servers(settings: Settings) -> str:

@@ -17,6 +17,7 @@ from datetime import timedelta
 
 import httpx
 
+from streams.broker import client_options
 from streams.events import Alert
 from streams.settings import Settings
 from streams.stages.validate import dead_letter
@@ -40,6 +41,7 @@ def alert_consumer(settings: Settings, bootstrap: str, group: str | None, from_b
     from kafka import KafkaConsumer
 
     return KafkaConsumer(settings.topic("alerts"), bootstrap_servers=bootstrap, group_id=group,
+                         **client_options(settings),
                          auto_offset_reset="earliest" if from_beginning else "latest",
                          enable_auto_commit=False, isolation_level="read_committed")
 
@@ -131,7 +133,7 @@ def forward(forwarder: WebhookForwarder, settings: Settings, bootstrap: str, gro
     from kafka import KafkaProducer
 
     consumer = alert_consumer(settings, bootstrap, group, from_beginning=True)
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", **client_options(settings))
     counts = {"delivered": 0, "dead_lettered": 0}
     try:
         with httpx.Client() as client:

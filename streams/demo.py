@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from streams.broker import LocalKafka, free_port
+from streams.broker import LocalKafka, client_options, free_port
 from streams.consumers import format_alert
 from streams.events import Alert
 from streams.runner import TopicReader, Worker, worker_env
@@ -74,7 +74,7 @@ def run_demo(limit: int = 300, corpus: Path | None = None, timeout: float = 240.
             print(f"• Feed: {len(lines)} messages from {origin}")
             from kafka import KafkaProducer
 
-            producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
+            producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, **client_options(settings),
                                      max_request_size=MAX_MESSAGE_BYTES)
             for line in tqdm(lines, desc="  publishing", unit="msg", leave=False):
                 producer.send(settings.topic("articles.raw"), value=line)

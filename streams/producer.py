@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from kafka import KafkaProducer
 
+from streams.broker import client_options
 from streams.events import RawArticle
 from streams.settings import Settings
 from streams.stages.validate import Rejection, parse_raw
@@ -35,7 +36,8 @@ class ArticleProducer:
         self.topic = settings.topic("articles.raw")
         options = {"acks": "all", "linger_ms": 5, "batch_size": 256 * 1024, "compression_type": "gzip",
                    "max_request_size": MAX_MESSAGE_BYTES, "retries": 5, **kafka_options}
-        self.kafka = KafkaProducer(bootstrap_servers=bootstrap, client_id="streams-producer", **options)
+        self.kafka = KafkaProducer(bootstrap_servers=bootstrap, client_id="streams-producer",
+                                   **client_options(settings), **options)
 
     def publish(self, article: RawArticle | dict | str | bytes, report: PublishReport | None = None) -> str | None:
         """Validate and send one article; returns its id, or None when it was rejected."""

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from streams.broker import client_options
 from streams.settings import Settings
 
 OUTPUT_TOPICS = ("articles.clean", "articles.unique", "articles.duplicates", "articles.tagged", "alerts",
@@ -80,9 +81,17 @@ class Worker:
 
 def worker_env(settings: Settings, bootstrap: str, state_dir: Path) -> dict[str, str]:
     """The environment a worker needs to join this run's pipeline."""
-    return {"STREAMS_BROKER": bootstrap, "STREAMS_TOPIC_PREFIX": settings.topic_prefix,
-            "STREAMS_APP_ID": settings.app_id, "STREAMS_PARTITIONS": str(settings.partitions),
-            "STREAMS_DATA_DIR": str(state_dir), "STREAMS_PROCESSING_GUARANTEE": settings.processing_guarantee}
+    env = {"STREAMS_BROKER": bootstrap, "STREAMS_TOPIC_PREFIX": settings.topic_prefix,
+           "STREAMS_APP_ID": settings.app_id, "STREAMS_PARTITIONS": str(settings.partitions),
+           "STREAMS_DATA_DIR": str(state_dir), "STREAMS_PROCESSING_GUARANTEE": settings.processing_guarantee,
+           "STREAMS_KAFKA_SECURITY_PROTOCOL": settings.kafka_security_protocol,
+           "STREAMS_KAFKA_SASL_MECHANISM": settings.kafka_sasl_mechanism}
+    for name in ("kafka_sasl_username", "kafka_sasl_password", "kafka_ssl_cafile", "kafka_ssl_certfile",
+                 "kafka_ssl_keyfile"):
+        value = getattr(settings, name)
+        if value is not None:  # the child's environment, never its command line
+            env[f"STREAMS_{name.upper()}"] = value.get_secret_value() if name.endswith("password") else str(value)
+    return env
 
 
 @dataclass
@@ -98,6 +107,7 @@ class TopicReader:
 
         self.names = {self.settings.topic(t): t for t in OUTPUT_TOPICS}
         self.consumer = KafkaConsumer(*self.names, bootstrap_servers=self.bootstrap, auto_offset_reset="earliest",
+                                      **client_options(self.settings),
                                       enable_auto_commit=False, group_id=None, isolation_level="read_committed",
                                       consumer_timeout_ms=200, fetch_max_bytes=64 * 1024 * 1024)
         self.events = {t: [] for t in OUTPUT_TOPICS}
@@ -127,7 +137,8 @@ class TopicReader:
         from kafka import KafkaAdminClient, TopicPartition
 
         topic = self.settings.topic("articles.tagged")
-        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="streams-settle")
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="streams-settle",
+                                 **client_options(self.settings))
         try:
             parts = [TopicPartition(topic, p) for p in self.consumer.partitions_for_topic(topic) or ()]
             while time.monotonic() < deadline:

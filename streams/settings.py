@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -31,6 +32,14 @@ class Settings(BaseSettings):
         description="Where the local broker keeps its jars, data and pid file.",
     )
     kafka_port: int = Field(default=0, description="Port of the local broker; 0 picks a free one.")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="How every Kafka client (workers, producers, consumers, admin) connects.")
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = Field(default=None, description="Read from the environment; never logged.")
+    kafka_ssl_cafile: Path | None = Field(default=None, description="CA bundle for SSL/SASL_SSL (default: system CAs).")
+    kafka_ssl_certfile: Path | None = Field(default=None, description="Client certificate (mutual TLS).")
+    kafka_ssl_keyfile: Path | None = None
     app_id: str = Field(default="streams", description="Faust app id (consumer group, table prefix).")
     topic_prefix: str = Field(default="", description="Prefix for every topic name (tests isolate runs).")
     partitions: int = Field(default=4, ge=1, description="Partitions of each stage topic.")

@@ -40,9 +40,17 @@ def ensure_topics(settings: Settings, bootstrap: str) -> list[str]:
     """Create the topics that do not exist yet; returns the names created."""
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
-    from kafka.errors import TopicAlreadyExistsError
+    from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="streams-admin")
+    from streams.broker import BrokerError, client_options
+
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="streams-admin", **client_options(settings))
+    except KafkaError as exc:  # kafka-python reports a refused login as a bootstrap timeout
+        who = f" as {settings.kafka_sasl_username!r}" if settings.kafka_security_protocol.startswith("SASL") else ""
+        raise BrokerError(f"cannot connect to Kafka at {bootstrap} over {settings.kafka_security_protocol}{who} "
+                          f"({exc}): check STREAMS_BROKER and the STREAMS_KAFKA_* settings; wrong SASL "
+                          "credentials look like this too") from exc
     try:
         existing = set(admin.list_topics())
         new = [NewTopic(s.name, s.partitions, settings.replication_factor, topic_configs=s.config)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker import LocalKafka, free_port, kafka_version
+from streams.broker import LocalKafka, client_options, free_port, kafka_version
 from streams.runner import TopicReader, Worker, worker_env
 from streams.settings import Settings
 from streams.topics import MAX_MESSAGE_BYTES, ensure_topics
@@ -163,7 +163,8 @@ class Pipeline:
         """Send ``lines`` to articles.raw; returns each one's ``partition:offset`` (its raw_ref)."""
         from kafka import KafkaProducer
 
-        producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", max_request_size=MAX_MESSAGE_BYTES)
+        producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", max_request_size=MAX_MESSAGE_BYTES,
+                                 **client_options(self.settings))
         futures = [producer.send(self.settings.topic("articles.raw"), value=line, key=keys[i] if keys else None)
                    for i, line in enumerate(lines)]
         producer.flush()
