@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 APT_PACKAGES := openjdk-17-jre-headless maven
 
-.PHONY: demo test lint eval schemas prereqs test-prereqs _install kafka-start kafka-stop clean
+.PHONY: demo test lint eval bench schemas prereqs test-prereqs _install kafka-start kafka-stop clean
 
 demo: $(STAMP) prereqs  ## local broker + pipeline + sample articles, alerts and metrics on screen
 	$(BIN)/streams demo
@@ -15,6 +15,9 @@ test: $(STAMP) test-prereqs  ## the whole suite, integration tests on a real loc
 
 lint: $(STAMP)
 	$(BIN)/ruff check streams tests
+
+bench: $(STAMP) prereqs  ## pipeline throughput, latency and efficiency against the floor (var/bench/)
+	$(BIN)/streams bench --corpus ../shared/corpus/bbc.jsonl
 
 eval: $(STAMP)  ## quality and in-process throughput on the full public feed
 	$(PYTHON) ../shared/tools/make_feed.py --corpus ../shared/corpus/bbc.jsonl \

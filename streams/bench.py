@@ -449,8 +449,8 @@ def chart(runs: list[RunResult], path: Path) -> None:
 
 
 def run_bench(corpus: Path, articles: int, workers: list[int], fixed_rate: float, fixed_seconds: float,
-              out_dir: Path, as_json: bool, timeout: float = 600.0) -> dict:
-    base = get_settings()
+              out_dir: Path, as_json: bool, timeout: float = 600.0, settings: Settings | None = None) -> dict:
+    base = settings or get_settings()
     messages = bench_articles(corpus, articles + WARMUP)
     warmup, messages = messages[-WARMUP:], messages[:-WARMUP]
     fixed_count = min(len(messages) // 2, int(fixed_rate * fixed_seconds))
