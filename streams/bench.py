@@ -19,6 +19,7 @@ rest of a worker's CPU time is Kafka, Faust and serialisation overhead.
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
 import os
 import re
@@ -436,11 +437,16 @@ def chart(runs: list[RunResult], path: Path) -> None:
         left.set_xlabel("seconds since first publish")
         left.set_ylabel("articles/s")
         left.legend()
-        for name, values in r.latencies.items():
-            if values:
-                right.hist(values, bins=50, alpha=0.6, label=f"{name} (p99 {percentiles(values)['p99']:.2f} s)")
+        values_all = [v for values in r.latencies.values() for v in values if v > 0]
+        if values_all:  # log-spaced bins: fixed-load milliseconds and saturation seconds on one axis
+            lo, hi = math.log10(min(values_all)), math.log10(max(values_all))
+            bins = [10 ** (lo + (hi - lo) * i / 60) for i in range(61)]
+            for name, values in r.latencies.items():
+                if values:
+                    right.hist(values, bins=bins, alpha=0.6, label=f"{name} (p99 {percentiles(values)['p99']:.2f} s)")
+            right.set_xscale("log")
         right.set_title(f"{r.workers} worker(s): publish-to-tagged latency")
-        right.set_xlabel("seconds")
+        right.set_xlabel("seconds (log scale)")
         right.set_ylabel("articles")
         right.legend()
     fig.tight_layout()
