@@ -21,7 +21,7 @@ from functools import cached_property
 import faust
 
 from streams.broker import bootstrap_servers, client_options, faust_credentials
-from streams.events import CleanArticle, DeadLetter, TaggedArticle
+from streams.events import CleanArticle, DeadLetter, MentionBatch, TaggedArticle
 from streams.ingest import handle_post
 from streams.metrics import Metrics
 from streams.schemas import openapi
@@ -216,8 +216,8 @@ async def tag(stream: faust.StreamT) -> None:
             await tagged_topic.send(key=article.id.encode(), value=article.dumps())
             metrics.articles_out.labels("tag", "tagged").inc()
             metrics.observe_latency("tag", now(), article.ingested_at, article.published_at)
-        for partition, mentions in mention_batches(tagged, settings.partitions).items():
-            await mentions_topic.send(value=json.dumps({"mentions": mentions}).encode(), partition=partition)
+        for partition, batch in mention_batches(tagged, settings.partitions).items():
+            await mentions_topic.send(value=batch.dumps(), partition=partition)
 
 
 @app.agent(tagged_topic)
@@ -248,22 +248,17 @@ async def bursts(stream: faust.StreamT) -> None:
     next_expiry = 0.0
     async for event in stream.events():
         try:
-            mentions = json.loads(event.value)["mentions"]
+            batch = MentionBatch.model_validate_json(event.value)
         except Exception:  # an internal event, not an input article: log it, never dead-letter it
             log.exception("bad entity mentions at offset %s", event.message.offset)
             continue
-        for mention in mentions:
-            try:
-                at = datetime.fromisoformat(mention["at"])
-                if time.monotonic() >= next_expiry:
-                    detector.expire(at)
-                    next_expiry = time.monotonic() + 600
-                burst = detector.mention(mention["entity"], at, int(mention.get("count", 1)))
-            except Exception:
-                log.exception("bad entity mention at offset %s", event.message.offset)
-                continue
+        for mention in batch.mentions:
+            if time.monotonic() >= next_expiry:
+                detector.expire(mention.at)
+                next_expiry = time.monotonic() + 600
+            burst = detector.mention(mention.entity, mention.at, mention.count)
             if burst is not None:
-                a = burst_alert(burst, name=mention.get("name"), article_id=mention.get("article"))
+                a = burst_alert(burst, name=mention.name, article_id=mention.article)
                 metrics.alerts.labels(a.rule_id, a.severity).inc()
                 await alerts_topic.send(key=a.id.encode(), value=a.dumps())
 

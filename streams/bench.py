@@ -106,9 +106,9 @@ def _floor_worker(args: tuple[list[bytes], dict]) -> tuple[int, float]:
         tagged = tagger.tag_many(unique[i:i + settings.tag_batch_size])
         for article in tagged:
             engine.evaluate(article, now)
-        for mentions in mention_batches(tagged, settings.partitions).values():
-            for m in mentions:
-                bursts.mention(m["entity"], datetime.fromisoformat(m["at"]), m["count"])
+        for batch in mention_batches(tagged, settings.partitions).values():
+            for m in batch.mentions:
+                bursts.mention(m.entity, m.at, m.count)
     return len(messages), time.perf_counter() - started
 
 

@@ -152,6 +152,22 @@ class DeadLetter(Event):
     received_at: datetime = Field(default_factory=utcnow)
 
 
+class Mention(Event):
+    """An entity's mentions within one minute of one batch of tagged articles."""
+
+    entity: str = Field(description="Canonical knowledge-base id.")
+    name: str | None = None
+    count: int = Field(ge=1)
+    article: str = Field(description="Id of the latest article with these mentions.")
+    at: datetime = Field(description="Its ingestion time.")
+
+
+class MentionBatch(Event):
+    """``entity.mentions`` (internal): the mentions of one tag batch that one partition owns."""
+
+    mentions: list[Mention]
+
+
 #: Every topic's event model, by logical topic name.
 TOPIC_EVENTS: dict[str, type[Event]] = {
     "articles.raw": RawArticle,
@@ -162,4 +178,5 @@ TOPIC_EVENTS: dict[str, type[Event]] = {
     "alerts": Alert,
     "articles.deadletter": DeadLetter,
     "alerts.deadletter": DeadLetter,
+    "entity.mentions": MentionBatch,
 }

@@ -88,7 +88,7 @@ def test_mention_batches_sum_per_entity_and_minute_on_a_stable_partition() -> No
     batch = [tagged("a", t, "org/ecb", "country/DE"), tagged("b", t + timedelta(seconds=20), "org/ecb"),
              tagged("c", t + timedelta(minutes=1), "org/ecb")]
     batches = mention_batches(batch, 4)
-    flat = [(p, m["entity"], m["count"], m["article"]) for p, ms in batches.items() for m in ms]
+    flat = [(p, m.entity, m.count, m.article) for p, batch in batches.items() for m in batch.mentions]
     ecb, de = mention_partition("org/ecb", 4), mention_partition("country/DE", 4)
     # same minute summed (the latest article stands for it); the next minute separate; no id, no mention
     assert sorted(flat) == sorted([(ecb, "org/ecb", 4, "b"), (ecb, "org/ecb", 2, "c"), (de, "country/DE", 2, "a")])

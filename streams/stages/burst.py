@@ -25,7 +25,7 @@ from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from streams.events import Alert, Evidence, TaggedArticle
+from streams.events import Alert, Evidence, Mention, MentionBatch, TaggedArticle
 
 
 @dataclass(frozen=True)
@@ -64,10 +64,10 @@ def mention_partition(entity: str, partitions: int) -> int:
     return zlib.crc32(entity.encode()) % partitions
 
 
-def mention_batches(articles: Iterable[TaggedArticle], partitions: int) -> dict[int, list[dict]]:
+def mention_batches(articles: Iterable[TaggedArticle], partitions: int) -> dict[int, MentionBatch]:
     """The canonical entity mentions of a batch of tagged articles, summed per entity and minute
     and grouped by owning partition: one message per partition carries the batch's mentions."""
-    summed: dict[tuple[str, int], dict] = {}
+    summed: dict[tuple[str, int], Mention] = {}
     for article in articles:
         minute = int(article.ingested_at.timestamp() // 60)
         for entity in article.entities:
@@ -75,14 +75,14 @@ def mention_batches(articles: Iterable[TaggedArticle], partitions: int) -> dict[
                 continue
             m = summed.get((entity.id, minute))
             if m is None:
-                summed[(entity.id, minute)] = {"entity": entity.id, "name": entity.name, "count": entity.count,
-                                               "article": article.id, "at": article.ingested_at.isoformat()}
+                summed[(entity.id, minute)] = Mention(entity=entity.id, name=entity.name, count=entity.count,
+                                                      article=article.id, at=article.ingested_at)
             else:  # the latest article and time stand for the minute's mentions
-                m["count"] += entity.count
-                m["article"], m["at"] = article.id, article.ingested_at.isoformat()
-    batches: dict[int, list[dict]] = {}
+                m.count += entity.count
+                m.article, m.at = article.id, article.ingested_at
+    batches: dict[int, MentionBatch] = {}
     for m in summed.values():
-        batches.setdefault(mention_partition(m["entity"], partitions), []).append(m)
+        batches.setdefault(mention_partition(m.entity, partitions), MentionBatch(mentions=[])).mentions.append(m)
     return batches
 
 
