@@ -36,7 +36,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from streams.broker import LocalKafka, client_options, free_port
-from streams.runner import Worker, worker_env
+from streams.runner import Worker, wait_for_group, worker_env
 from streams.settings import Settings, get_settings
 from streams.topics import MAX_MESSAGE_BYTES, ensure_topics
 
@@ -297,7 +297,7 @@ def run_pipeline(base: Settings, bootstrap: str, messages: list[bytes], warmup: 
             w.start()
         for w in procs:
             w.wait_ready()
-        _wait_assigned(procs, settings, bootstrap)
+        wait_for_group(settings, bootstrap, len(procs))
         # warm-up, not measured: the first batches load caches and settle the group's fetch positions
         _drain(reader, publisher.publish(warmup, None, "  warm-up"), arrivals, timeout, lambda: None)
         t0 = time.time()
@@ -347,29 +347,6 @@ def run_pipeline(base: Settings, bootstrap: str, messages: list[bytes], warmup: 
         reader.close()
         for w in procs:
             w.stop()
-
-
-def _wait_assigned(procs: list[Worker], settings: Settings, bootstrap: str, timeout: float = 60.0) -> None:
-    """Wait until the consumer group has settled: every raw partition owned, so timing starts clean."""
-    from kafka import KafkaAdminClient
-    from kafka.errors import KafkaError
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="streams-bench", **client_options(settings))
-    deadline = time.monotonic() + timeout
-    group: dict = {}
-    try:
-        while time.monotonic() < deadline:
-            try:
-                group = admin.describe_groups([settings.app_id]).get(settings.app_id) or {}
-            except KafkaError:  # the group coordinator is still being elected
-                group = {}
-            if group.get("group_state") == "Stable" and len(group.get("members") or ()) == len(procs):
-                return
-            time.sleep(0.5)
-    finally:
-        admin.close()
-    raise TimeoutError(f"consumer group {settings.app_id} did not settle with {len(procs)} members: "
-                       f"{group.get('group_state')}, {len(group.get('members') or ())} members")
 
 
 # -- report ------------------------------------------------------------------------------------------

@@ -94,6 +94,30 @@ def worker_env(settings: Settings, bootstrap: str, state_dir: Path) -> dict[str,
     return env
 
 
+def wait_for_group(settings: Settings, bootstrap: str, members: int, timeout: float = 60.0) -> None:
+    """Wait until the workers' consumer group is stable with ``members`` members: partitions are
+    assigned, so what is published next is not caught in a rebalance."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="streams-wait", **client_options(settings))
+    deadline = time.monotonic() + timeout
+    group: dict = {}
+    try:
+        while time.monotonic() < deadline:
+            try:
+                group = admin.describe_groups([settings.app_id]).get(settings.app_id) or {}
+            except KafkaError:  # the group coordinator is still being elected
+                group = {}
+            if group.get("group_state") == "Stable" and len(group.get("members") or ()) == members:
+                return
+            time.sleep(0.5)
+    finally:
+        admin.close()
+    raise TimeoutError(f"consumer group {settings.app_id} did not settle with {members} members: "
+                       f"{group.get('group_state')}, {len(group.get('members') or ())} members")
+
+
 @dataclass
 class TopicReader:
     """Reads every output topic from the beginning; ``events[logical topic]`` holds what arrived."""

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from streams.runner import wait_for_group
 from streams.topics import MAX_MESSAGE_BYTES
 from tests.conftest import Pipeline, make_feed
 
@@ -54,7 +55,7 @@ def test_near_duplicates_on_other_partitions_and_workers_are_caught(pipeline: Pi
     w1, w2 = pipeline.start_worker(), pipeline.start_worker()
     w1.wait_ready()
     w2.wait_ready()
-    time.sleep(3)  # let the group settle with both members
+    wait_for_group(pipeline.settings, pipeline.bootstrap, 2)
     # first sightings on partitions 0/1, their copies on partitions 2/3
     publish_to(pipeline, [(first, i % 2) for i, (first, _) in enumerate(pairs)])
     pipeline.collect(expected=len(pairs))  # the first sightings are through, so "first" is well defined

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from streams.broker import LocalKafka
 from streams.events import CleanArticle, DeadLetter
 from streams.ingest import handle_post
+from streams.runner import wait_for_group
 from streams.settings import Settings
 from streams.stages import clean_message
 from streams.topics import ensure_topics
@@ -57,7 +58,7 @@ def test_two_workers_one_killed_the_other_takes_over(pipeline: Pipeline, full_fe
     a, b = pipeline.start_worker(), pipeline.start_worker()
     a.wait_ready()
     b.wait_ready()
-    time.sleep(3)
+    wait_for_group(pipeline.settings, pipeline.bootstrap, 2)
     refs = pipeline.publish(lines)
     wait_until_accounted(pipeline, 0.3, len(refs))
     a.kill()
