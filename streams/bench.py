@@ -279,9 +279,11 @@ def run_pipeline(base: Settings, bootstrap: str, messages: list[bytes], warmup: 
     publisher = Publisher(settings, bootstrap)
     arrivals: dict[str, float] = {}  # id -> time of its final record
     alert_times: list[tuple[str, float, float]] = []  # (article id, alert record time, ingested)
+    tagged = [0]  # records on articles.tagged so far: the alert stage's input
 
     def on_record(topic: str, record) -> None:
         at = record.timestamp / 1000
+        tagged[0] += topic == "articles.tagged"
         if topic in FINAL_TOPICS:  # keyed by article id; a dead letter may lack the key
             arrivals.setdefault(record.key.decode() if record.key else json.loads(record.value)["id"], at)
         elif topic == "alerts":
@@ -319,6 +321,12 @@ def run_pipeline(base: Settings, bootstrap: str, messages: list[bytes], warmup: 
             desc = f"  {workers} worker(s), {name}" + (f" at {rate:g}/s" if rate else "")
             sent = publisher.publish(batch, rate, desc, sample)
             _drain(reader, sent, arrivals, timeout, sample)
+            # the alert stage runs after the final topics: wait until it has finished them too
+            deadline = time.monotonic() + timeout
+            while _stage_done(procs).get("alert", 0) < tagged[0] and time.monotonic() < deadline:
+                reader.poll(timeout_ms=100)
+                sample()
+            reader.poll(timeout_ms=1000)
             done = sorted(arrivals[i] for i in sent)
             first = min(sent.values())
             # the whole batch over its whole time: a window over the middle of the arrivals would

@@ -17,7 +17,8 @@ ref, content hash, signature) as base64 text. In the worker it is a Faust table 
 changelog topic (in ``streams eval`` a plain dict), so a restarted worker recovers it. The lookup
 indexes - content hash -> root id, band key -> first id with that band - are derived from it and
 kept in memory only, rebuilt whenever the mapping changed under them (recovery, a rebalance). One
-changelog record per article instead of one per band (37) made dedup 3x cheaper in the worker.
+changelog record per article instead of one per band (37) cut dedup's time in the worker from
+1.2 to 0.7 ms per article.
 
 Entries older than the retention window are removed by :meth:`Deduplicator.expire`.
 """
