@@ -102,11 +102,10 @@ def _floor_worker(args: tuple[list[bytes], dict]) -> tuple[int, float]:
         out = clean_message(data, now, settings.max_body_bytes, f"0:{i}")
         if hasattr(out, "body") and not dedup.check(out).is_duplicate:
             unique.append(out)
-    for i in range(0, len(unique), settings.tag_batch_size):
-        tagged = tagger.tag_many(unique[i:i + settings.tag_batch_size])
-        for article in tagged:
-            engine.evaluate(article, now)
-        for batch in mention_batches(tagged, settings.partitions).values():
+    for article in unique:  # one at a time, as the worker's tag agent does
+        tagged = tagger.tag(article)
+        engine.evaluate(tagged, now)
+        for batch in mention_batches([tagged], settings.partitions).values():
             for m in batch.mentions:
                 bursts.mention(m.entity, m.at, m.count)
     return len(messages), time.perf_counter() - started

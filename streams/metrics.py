@@ -26,7 +26,6 @@ disable_created_metrics()  # `_created` series double every counter and no dashb
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400)
 STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
-BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
 @dataclass
@@ -51,8 +50,6 @@ class Metrics:
         self.latency = Histogram("streams_end_to_end_seconds",
                                  "Time from ingestion (or publication) to a stage's output.",
                                  ["stage", "since"], buckets=LATENCY_BUCKETS, registry=r)
-        self.batch_size = Histogram("streams_batch_size", "Messages per processed batch.", ["stage"],
-                                    buckets=BATCH_BUCKETS, registry=r)
         self.ingested = Counter("streams_ingest_total", "Articles offered at an ingestion path, by outcome.",
                                 ["path", "outcome"], registry=r)
         self.ingest_rejected = Counter("streams_ingest_rejected_total", "Articles rejected at the door, by reason.",

@@ -58,8 +58,6 @@ class Settings(BaseSettings):
     knowledge_base: Path = Field(default=DATA_DIR / "kb.yaml")
     taxonomy: Path = Field(default=DATA_DIR / "topics.yaml")
     rules: Path = Field(default=DATA_DIR / "rules.yaml")
-    tag_batch_size: int = Field(default=64, ge=1)
-    tag_batch_seconds: float = Field(default=0.05, gt=0)
 
     lag_interval: float = Field(default=5.0, gt=0, description="Seconds between consumer-lag measurements.")
     burst_factor: float = Field(default=4.0, gt=1, description="Burst: recent rate over baseline.")
