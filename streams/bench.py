@@ -41,6 +41,7 @@ from streams.settings import Settings, get_settings
 from streams.topics import MAX_MESSAGE_BYTES, ensure_topics
 
 WARMUP = 50  # articles sent before measuring
+FINISHED = "streams_articles_out_total"  # per stage: articles it has finished
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 FINAL_TOPICS = ("articles.tagged", "articles.duplicates", "articles.deadletter")
 STAGES = ("clean", "dedup", "tag", "alert")
@@ -176,12 +177,12 @@ def _proc_stats(pid: int) -> tuple[float, float]:
     return cpu, hwm / 1024
 
 
-def _stage_totals(procs: list[Worker]) -> dict[str, float]:
-    """Seconds spent in each stage's logic so far (``streams_stage_seconds_sum``), over all workers."""
+def _by_stage(procs: list[Worker], metric: str) -> dict[str, float]:
+    """One per-stage metric (e.g. ``streams_stage_seconds_sum``) summed over all workers."""
     out: dict[str, float] = {}
     for w in procs:
         for line in w.scrape().splitlines():
-            if line.startswith("streams_stage_seconds_sum{"):
+            if line.startswith(metric + "{"):
                 stage = line.split('stage="', 1)[1].split('"', 1)[0]
                 out[stage] = out.get(stage, 0.0) + float(line.rsplit(" ", 1)[1])
     return out
@@ -241,17 +242,6 @@ class Reader:
         self.consumer.close()
 
 
-def _stage_done(procs: list[Worker]) -> dict[str, float]:
-    """Articles each stage has finished (``streams_articles_out_total``), over all workers."""
-    out: dict[str, float] = {}
-    for w in procs:
-        for line in w.scrape().splitlines():
-            if line.startswith("streams_articles_out_total{"):
-                stage = line.split('stage="', 1)[1].split('"', 1)[0]
-                out[stage] = out.get(stage, 0.0) + float(line.rsplit(" ", 1)[1])
-    return out
-
-
 def _drain(reader: Reader, sent: dict[str, float], arrivals: dict[str, float], timeout: float,
            tick: Callable[[], None]) -> None:
     """Poll until every published id has reached a final topic."""
@@ -306,7 +296,7 @@ def run_pipeline(base: Settings, bootstrap: str, messages: list[bytes], warmup: 
         def sample() -> None:
             """Every half second: how far each stage has got (for the chart)."""
             if not result.timeline or time.time() - t0 - result.timeline[-1][0] >= 0.5:
-                result.timeline.append((round(time.time() - t0, 2), _stage_done(procs)))
+                result.timeline.append((round(time.time() - t0, 2), _by_stage(procs, FINISHED)))
 
         phases = (("fixed load", messages[:fixed_count], fixed_rate),
                   ("saturation", messages[fixed_count:], None))
@@ -316,13 +306,13 @@ def run_pipeline(base: Settings, bootstrap: str, messages: list[bytes], warmup: 
             cpu_before = sum(_proc_stats(w.proc.pid)[0] for w in procs)
             broker_before = _proc_stats(broker_pid)[0] if broker_pid else 0.0
             own_before = time.process_time()
-            stages_before = _stage_totals(procs)
+            stages_before = _by_stage(procs, "streams_stage_seconds_sum")
             desc = f"  {workers} worker(s), {name}" + (f" at {rate:g}/s" if rate else "")
             sent = publisher.publish(batch, rate, desc, sample)
             _drain(reader, sent, arrivals, timeout, sample)
             # the alert stage runs after the final topics: wait until it has finished them too
             deadline = time.monotonic() + timeout
-            while _stage_done(procs).get("alert", 0) < tagged[0] and time.monotonic() < deadline:
+            while _by_stage(procs, FINISHED).get("alert", 0) < tagged[0] and time.monotonic() < deadline:
                 reader.poll(timeout_ms=100)
                 sample()
             reader.poll(timeout_ms=1000)
@@ -338,7 +328,7 @@ def run_pipeline(base: Settings, bootstrap: str, messages: list[bytes], warmup: 
                 name=name, articles=len(batch), offered_per_s=rate, throughput_articles_per_s=round(throughput, 1),
                 tagged_latency_s=percentiles(tagged_latency), alert_latency_s=percentiles(alerts), alerts=len(alerts)))
             # time per article over the last phase (saturation): stage logic, and all of the workers' CPU
-            stages = _stage_totals(procs)
+            stages = _by_stage(procs, "streams_stage_seconds_sum")
             result.stage_ms_per_article = {s: round((stages.get(s, 0.0) - stages_before.get(s, 0.0)) * 1000
                                                     / len(batch), 3) for s in STAGES}
             cpu = sum(_proc_stats(w.proc.pid)[0] for w in procs) - cpu_before
