@@ -246,12 +246,13 @@ def _drain(reader: Reader, sent: dict[str, float], arrivals: dict[str, float], t
            tick: Callable[[], None]) -> None:
     """Poll until every published id has reached a final topic."""
     deadline = time.monotonic() + timeout
+    missing = len(sent)
     with tqdm(total=len(sent), desc="  accounted for", unit="msg", leave=False, disable=None) as bar:
-        while any(i not in arrivals for i in sent) and time.monotonic() < deadline:
+        while missing and time.monotonic() < deadline:
             reader.poll(timeout_ms=100)
             tick()
-            bar.update(sum(1 for i in sent if i in arrivals) - bar.n)
-    missing = sum(1 for i in sent if i not in arrivals)
+            missing = sum(1 for i in sent if i not in arrivals)  # one pass per poll, shared with the bar
+            bar.update(len(sent) - missing - bar.n)
     if missing:
         raise RuntimeError(f"{missing} of {len(sent)} articles did not reach a final topic within {timeout:.0f}s")
 
