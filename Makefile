@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 APT_PACKAGES := openjdk-17-jre-headless maven
 
-.PHONY: demo test lint eval bench schemas prereqs test-prereqs _install kafka-start kafka-stop clean
+.PHONY: demo test lint eval bench train-ner schemas prereqs test-prereqs _install kafka-start kafka-stop clean
 
 demo: $(STAMP) prereqs  ## local broker + pipeline + sample articles, alerts and metrics on screen
 	$(BIN)/streams demo
@@ -25,6 +25,9 @@ eval: $(STAMP)  ## quality and in-process throughput on the full public feed
 	  --gold /tmp/streams-gold.jsonl --seed 7
 	$(BIN)/streams eval --feed /tmp/streams-feed.jsonl --gold /tmp/streams-gold.jsonl
 
+train-ner: $(STAMP)  ## retrain the shipped NER (streams/data/ner): CoNLL-2003, word vectors from the BBC text
+	$(BIN)/streams train-ner --conll ../shared/corpus/conll2003 --text ../shared/corpus/bbc.jsonl
+
 schemas: $(STAMP)  ## regenerate schemas/ from the event models
 	$(BIN)/streams schemas
 
@@ -37,7 +40,7 @@ kafka-stop: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,train]'
 	rm -f $(VENV)/.installed-* && touch $@
 
 # System tools, from Debian when missing (as root): command=package. The demo needs Java (runs

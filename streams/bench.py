@@ -447,7 +447,7 @@ def run_bench(corpus: Path, articles: int, workers: list[int], fixed_rate: float
                 print("starting a local Kafka broker…", file=log, flush=True)
                 kafka = LocalKafka(home=base.home).start()
                 bootstrap = kafka.bootstrap
-            overrides = {"spacy_model": base.spacy_model} if base.spacy_model else {}
+            overrides = {"spacy_model": base.spacy_model}
             for k in workers:
                 print(f"{k} worker(s): floor (stage logic in-process, {k} process(es))…", file=log, flush=True)
                 floor_rate = floor(messages[fixed_count:], k, overrides)

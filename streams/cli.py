@@ -221,7 +221,8 @@ def cmd_eval_ner(args: argparse.Namespace) -> int:
 def cmd_train_ner(args: argparse.Namespace) -> int:
     from streams.ner import DEFAULT_OUTPUT, train
 
-    out = train(Path(args.conll), Path(args.out) if args.out else DEFAULT_OUTPUT)
+    out = train(Path(args.conll), Path(args.out) if args.out else DEFAULT_OUTPUT,
+                text=Path(args.text) if args.text else None)
     print(f"model written to {out}")
     return 0
 
@@ -348,7 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train-ner", help="train the NER on CoNLL-2003 (eng.train, eng.testa as dev)")
     p.add_argument("--conll", required=True, help="directory with eng.train and eng.testa")
-    p.add_argument("--out", help="output directory (default: streams/data/ner)")
+    p.add_argument("--text", help="unlabelled news to learn word vectors from (JSON lines with a body, or text), "
+                   "e.g. ../shared/corpus/bbc.jsonl")
+    p.add_argument("--out", help="output directory (default: streams/data/ner, the model that ships)")
     p.set_defaults(func=cmd_train_ner)
 
     p = sub.add_parser("schemas", help="write (or --check) the JSON Schemas in schemas/")

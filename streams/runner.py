@@ -85,7 +85,8 @@ def worker_env(settings: Settings, bootstrap: str, state_dir: Path) -> dict[str,
            "STREAMS_APP_ID": settings.app_id, "STREAMS_PARTITIONS": str(settings.partitions),
            "STREAMS_DATA_DIR": str(state_dir), "STREAMS_PROCESSING_GUARANTEE": settings.processing_guarantee,
            "STREAMS_KAFKA_SECURITY_PROTOCOL": settings.kafka_security_protocol,
-           "STREAMS_KAFKA_SASL_MECHANISM": settings.kafka_sasl_mechanism}
+           "STREAMS_KAFKA_SASL_MECHANISM": settings.kafka_sasl_mechanism,
+           "STREAMS_SPACY_MODEL": settings.spacy_model or "none"}
     for name in ("kafka_sasl_username", "kafka_sasl_password", "kafka_ssl_cafile", "kafka_ssl_certfile",
                  "kafka_ssl_keyfile"):
         value = getattr(settings, name)

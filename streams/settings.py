@@ -54,7 +54,10 @@ class Settings(BaseSettings):
     dedup_retention_days: float = Field(default=7.0, gt=0)
     dedup_expire_interval: float = Field(default=600.0, gt=0, description="Seconds between expiry sweeps.")
 
-    spacy_model: str | None = Field(default=None, description="spaCy package name or path for NER.")
+    spacy_model: str | None = Field(
+        default=str(DATA_DIR / "ner"),
+        description="Statistical NER: a spaCy package name or pipeline path; default: the project's own model "
+        "(streams train-ner); `none`: the knowledge-base and pattern layers alone.")
     knowledge_base: Path = Field(default=DATA_DIR / "kb.yaml")
     taxonomy: Path = Field(default=DATA_DIR / "topics.yaml")
     rules: Path = Field(default=DATA_DIR / "rules.yaml")
@@ -67,6 +70,11 @@ class Settings(BaseSettings):
     web_host: str = Field(default="127.0.0.1", description="Bind address of the worker web server.")
     web_port: int = Field(default=6066, description="Worker web server (/metrics, /articles).")
     data_dir: Path = Field(default=Path("var/worker"), description="Faust table state directory.")
+
+    @field_validator("spacy_model")
+    @classmethod
+    def _no_model(cls, value: str | None) -> str | None:
+        return None if value is None or value.strip().lower() in {"", "none"} else value
 
     @field_validator("processing_guarantee")
     @classmethod

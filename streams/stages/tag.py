@@ -2,8 +2,8 @@
 
 The pipeline is assembled here and nowhere else (:func:`build_nlp`):
 
-1. a statistical NER when one is configured (``STREAMS_SPACY_MODEL``: an installed package or a
-   path), otherwise ``spacy.blank("en")``;
+1. a statistical NER (``STREAMS_SPACY_MODEL``: the project's own CoNLL-2003 model by default, an
+   installed package or a path; ``none``: ``spacy.blank("en")``);
 2. ``streams_kb``: the knowledge base (``kb.yaml``) as phrase patterns - countries and demonyms
    from pycountry plus the user's entities; ambiguous tickers count only in ticker context
    ("$PEOPLE", "(PEOPLE)", "PEOPLE/USD"); KB matches win over the statistical model;
@@ -56,6 +56,8 @@ MONEY = re.compile(rf"[\dUACH$£€¥₽](?<![\w.,][\dUACH$£€¥₽])"
 PERCENT = re.compile(r"\d(?<![\w.,]\d)[\d,]*(?:\.\d+)?\s?(?:%|per cent\b|percent\b)")
 
 TOPIC_WORD = re.compile(r"\w+")
+#: Labels of statistical models that the project names differently (CoNLL-2003's PER).
+MODEL_LABELS = {"PER": "PERSON"}
 CONLL_LABELS = {"PERSON": "PER", "PER": "PER", "ORG": "ORG", "CENTRAL_BANK": "ORG", "REGULATOR": "ORG",
                 "PAYMENT_SYSTEM": "ORG", "GPE": "LOC", "LOC": "LOC", "FAC": "LOC", "NORP": "MISC",
                 "MISC": "MISC", "ASSET": "MISC", "EVENT": "MISC", "PRODUCT": "MISC", "WORK_OF_ART": "MISC",
@@ -211,7 +213,14 @@ def pattern_spans(text: str, offsets: TokenOffsets) -> list[Span]:
 
 def build_nlp(model: str | None, kb_path: Path) -> Language:
     """The tag pipeline: configured NER (or blank English), then the KB and pattern layers."""
-    nlp = spacy.load(model, exclude=["parser", "lemmatizer", "textcat", "senter"]) if model else spacy.blank("en")
+    import streams.gazetteer  # noqa: F401  (registers the component the project's own NER uses)
+
+    try:
+        nlp = spacy.load(model, exclude=["parser", "lemmatizer", "textcat", "senter"]) if model else spacy.blank("en")
+    except OSError as exc:
+        raise SystemExit(f"STREAMS_SPACY_MODEL={model}: not a pipeline directory nor an installed spaCy package. "
+                         f"Point it at a directory (streams train-ner writes one) or pip install the package "
+                         f"({exc})") from exc
     nlp.add_pipe("streams_kb", config={"kb_path": str(kb_path)})
     return nlp
 
@@ -285,7 +294,7 @@ def canonical_entities(doc: Doc, kb: KnowledgeBase, text: str) -> list[Entity]:
     merged: dict[tuple[str, str], Entity] = {}
     surnames: dict[str, tuple[str, str | None, int]] = {}  # surname -> (full name, kb id, first end)
     for ent in doc.ents:
-        label, text = ent.label_, ent.text.strip()
+        label, text = MODEL_LABELS.get(ent.label_, ent.label_), ent.text.strip()
         kb_id = ent.kb_id_ or None
         name = kb.entities[kb_id].name if kb_id in kb.entities else text
         if label == "PERSON":
