@@ -267,12 +267,17 @@ async def report_consumer_lag() -> None:
         metrics.consumer_lag.clear()
         return
     from kafka import TopicPartition
+    from kafka.errors import KafkaError
 
     def committed() -> dict:
         offsets = app.admin.list_group_offsets({app.conf.id: [TopicPartition(t, p) for t, p in assigned]})
         return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.get(app.conf.id, {}).items()}
 
-    done = await asyncio.get_running_loop().run_in_executor(None, committed)
+    try:
+        done = await asyncio.get_running_loop().run_in_executor(None, committed)
+    except (KafkaError, OSError) as exc:  # the broker is away: skip this round; a probe never stops a worker
+        log.warning("consumer lag not measured: %s", exc)
+        return
     metrics.consumer_lag.clear()
     for tp in assigned:
         highwater = app.consumer.highwater(tp)
