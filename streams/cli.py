@@ -60,6 +60,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     ensure_topics(settings, bootstrap_servers(settings))
     from streams.app import StreamsWorker, app
 
+    app.tagger  # noqa: B018  load the NER before joining the group: a bad model fails here, and a
+    # seconds-long load inside the running event loop would stall the worker's first rebalance
     worker = StreamsWorker(app, loglevel=args.loglevel, redirect_stdouts=False)
     worker.execute_from_commandline()
     return 0
