@@ -97,3 +97,32 @@ def test_context_requirement_keeps_common_words_out(tagger) -> None:
     assert not [x for x in travel.entities if x.label == "PAYMENT_SYSTEM"]
     pay = tag(tagger, "Visa and Mastercard suspended card payments, and banks turned to Mir.")
     assert {x.id for x in pay.entities if x.label == "PAYMENT_SYSTEM"} == {"pay/visa", "pay/mastercard", "pay/mir"}
+
+
+def test_model_entities_stop_at_a_line_break_and_need_a_letter_or_digit(tagger) -> None:
+    """What a statistical model may hand the KB layer: an entity run from the title into the body,
+    and a lone currency sign."""
+    from spacy.tokens import Span
+
+    text = "Pernod eyes Domecq\n\nShares rose in Paris , £ 5bn"
+    doc = tagger.nlp.make_doc(text)
+    words = [t.text for t in doc]
+    start = words.index("Domecq")
+    doc.ents = [Span(doc, start, start + 3, "ORG"), Span(doc, words.index("£"), words.index("£") + 1, "MISC")]
+    doc = tagger.nlp.get_pipe("streams_kb")(doc)
+    assert [(e.text, e.label_) for e in doc.ents if e.label_ in {"ORG", "MISC"}] == [("Domecq", "ORG")]
+
+
+def test_one_label_per_name_the_kb_does_not_know(tagger) -> None:
+    from spacy.tokens import Span
+
+    from streams.stages.tag import canonical_entities
+
+    text = "Pernod rose . Pernod said Pernod would bid . The ECB held rates ."
+    doc = tagger.nlp(text)
+    at = [t.i for t in doc if t.text == "Pernod"]
+    doc.ents = [*(Span(doc, i, i + 1, label) for i, label in zip(at, ["ORG", "PER", "ORG"], strict=True)),
+                *(e for e in doc.ents if e.kb_id_)]
+    found = {(e.name, e.label, e.count) for e in canonical_entities(doc, tagger.kb, text)}
+    assert ("Pernod", "ORG", 3) in found and ("European Central Bank", "CENTRAL_BANK", 1) in found
+    assert len([e for e in found if e[0] == "Pernod"]) == 1

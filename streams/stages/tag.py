@@ -17,6 +17,7 @@ Topics come from a taxonomy file (``topics.yaml``) matched on lower-cased tokens
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,11 +166,23 @@ class KBComponent:
         needs = {s.kb_id_ for s in spans if s.kb_id_ in self.context}
         missing = {i for i in needs if not self.context[i].search(text)}
         chosen = filter_spans([s for s in spans if s.kb_id_ not in missing])
-        for layer in (list(doc.ents), pattern_spans(text, offsets)):
+        for layer in (model_spans(doc), pattern_spans(text, offsets)):
             taken = {i for s in chosen for i in range(s.start, s.end)}
             chosen += filter_spans([e for e in layer if not any(i in taken for i in range(e.start, e.end))])
         doc.ents = chosen
         return doc
+
+
+def model_spans(doc: Doc) -> list[Span]:
+    """The statistical model's entities, cut at the first line break (title and body are one text,
+    and a model trained on sentences can run an entity across them), minus any without a letter or
+    digit ("£")."""
+    out = []
+    for ent in doc.ents:
+        end = next((t.i for t in ent if t.is_space), ent.end)
+        if end > ent.start and any(c.isalnum() for c in doc[ent.start:end].text):
+            out.append(ent if end == ent.end else Span(doc, ent.start, end, label=ent.label))
+    return out
 
 
 class TokenOffsets:
@@ -293,9 +306,16 @@ def canonical_entities(doc: Doc, kb: KnowledgeBase, text: str) -> list[Entity]:
     mention ("Okafor", also where no layer tagged it) joined to the earlier full name."""
     merged: dict[tuple[str, str], Entity] = {}
     surnames: dict[str, tuple[str, str | None, int]] = {}  # surname -> (full name, kb id, first end)
+    # one label per name the KB does not know: the statistical model may call "Pernod" an ORG in one
+    # sentence and a PERSON in the next; the article's majority (the first seen on a tie) wins
+    votes: dict[str, Counter] = {}
     for ent in doc.ents:
-        label, text = MODEL_LABELS.get(ent.label_, ent.label_), ent.text.strip()
+        if not ent.kb_id_:
+            votes.setdefault(ent.text.strip(), Counter())[MODEL_LABELS.get(ent.label_, ent.label_)] += 1
+    for ent in doc.ents:
         kb_id = ent.kb_id_ or None
+        text = ent.text.strip()
+        label = votes[text].most_common(1)[0][0] if kb_id is None else ent.label_
         name = kb.entities[kb_id].name if kb_id in kb.entities else text
         if label == "PERSON":
             tokens = text.split()
