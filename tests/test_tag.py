@@ -126,3 +126,8 @@ def test_one_label_per_name_the_kb_does_not_know(tagger) -> None:
     found = {(e.name, e.label, e.count) for e in canonical_entities(doc, tagger.kb, text)}
     assert ("Pernod", "ORG", 3) in found and ("European Central Bank", "CENTRAL_BANK", 1) in found
     assert len([e for e in found if e[0] == "Pernod"]) == 1
+
+
+def test_a_bare_surname_no_layer_tagged_counts_for_the_full_name(tagger) -> None:
+    t = tag(tagger, "Finance Minister Ruth Okafor presented the budget. The opposition attacked Okafor on Tuesday.")
+    assert ents(t)["Ruth Okafor"] == ("PERSON", None, 2)

@@ -314,14 +314,14 @@ def canonical_entities(doc: Doc, kb: KnowledgeBase, text: str) -> list[Entity]:
             votes.setdefault(ent.text.strip(), Counter())[MODEL_LABELS.get(ent.label_, ent.label_)] += 1
     for ent in doc.ents:
         kb_id = ent.kb_id_ or None
-        text = ent.text.strip()
-        label = votes[text].most_common(1)[0][0] if kb_id is None else ent.label_
-        name = kb.entities[kb_id].name if kb_id in kb.entities else text
+        mention = ent.text.strip()
+        label = votes[mention].most_common(1)[0][0] if kb_id is None else ent.label_
+        name = kb.entities[kb_id].name if kb_id in kb.entities else mention
         if label == "PERSON":
-            tokens = text.split()
+            tokens = mention.split()
             if len(tokens) == 2 and tokens[1] in surnames and _sentence_initial(ent):
                 tokens = tokens[1:]  # "Later Okafor said": a capitalised first word, then the surname
-                text = tokens[0]
+                mention = tokens[0]
             if len(tokens) == 1 and tokens[0] in surnames and kb_id is None:
                 name, kb_id, _ = surnames[tokens[0]]
             elif len(tokens) > 1:
@@ -330,7 +330,7 @@ def canonical_entities(doc: Doc, kb: KnowledgeBase, text: str) -> list[Entity]:
         if key in merged:
             merged[key].count += 1
         else:
-            merged[key] = Entity(text=text, label=label, id=kb_id, name=name, start=ent.start_char)
+            merged[key] = Entity(text=mention, label=label, id=kb_id, name=name, start=ent.start_char)
     if surnames:  # bare surnames that no layer tagged
         covered = [(e.start_char, e.end_char) for e in doc.ents]
         pattern = re.compile(r"\b(" + "|".join(map(re.escape, surnames)) + r")\b")
