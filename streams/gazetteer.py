@@ -75,30 +75,24 @@ class Gazetteer:
     def __init__(self, nlp: Language, name: str = "streams_gazetteer") -> None:
         self.nlp, self.name = nlp, name
         self.lists: dict[str, list[str]] = {}
-        self._single: dict[int, str] = {}
+        self._single: dict[int, frozenset[str]] = {}
         self._matcher = PhraseMatcher(nlp.vocab)
 
     def set_lists(self, lists: dict[str, list[str]]) -> None:
-        """One-word phrases go in a hash lookup (most of them); longer ones in a phrase matcher."""
+        """One-token phrases go in a hash lookup (most of them); longer ones in a phrase matcher."""
         self.lists = {k: list(v) for k, v in lists.items()}
         single: dict[int, set[str]] = {}
-        multi: dict[str, list[str]] = {}
+        self._matcher = PhraseMatcher(self.nlp.vocab)
         tokenizer = self.nlp.tokenizer
         for category, phrases in self.lists.items():
             variants = {v for p in phrases for v in (p, p.upper())}
-            words = {v for v in variants if v.isalpha()}  # one token each: no need to tokenize them
-            for phrase in words:
+            others = sorted(v for v in variants if not v.isalpha())  # letters only: one token
+            longer = {p: doc for p, doc in zip(others, tokenizer.pipe(others), strict=True) if len(doc) > 1}
+            for phrase in variants - longer.keys():
                 single.setdefault(hash_string(phrase), set()).add("B-" + category)
-            others = sorted(variants - words)
-            for phrase, doc in zip(others, tokenizer.pipe(others), strict=True):
-                if len(doc) == 1:
-                    single.setdefault(hash_string(phrase), set()).add("B-" + category)
-                elif len(doc) > 1:
-                    multi.setdefault(category, []).append(phrase)
-        self._single = {h: " ".join(sorted(c)) for h, c in single.items()}
-        self._matcher = PhraseMatcher(self.nlp.vocab)
-        for category, phrases in multi.items():
-            self._matcher.add(category, list(tokenizer.pipe(phrases)))
+            if longer:
+                self._matcher.add(category, list(longer.values()))
+        self._single = {h: frozenset(c) for h, c in single.items()}
 
     def __call__(self, doc: Doc) -> Doc:
         found: dict[int, set[str]] = {}
@@ -106,7 +100,7 @@ class Gazetteer:
         for i, token in enumerate(doc):
             hit = single.get(token.orth)
             if hit:
-                found[i] = set(hit.split())
+                found[i] = set(hit)
         strings = self.nlp.vocab.strings
         for match_id, start, end in self._matcher(doc):
             category = strings[match_id]

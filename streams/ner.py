@@ -28,7 +28,7 @@ import spacy
 from spacy.tokens import Doc, DocBin
 from spacy.training import biluo_tags_to_spans, iob_to_biluo
 
-import streams.gazetteer  # noqa: F401  (registers the streams_gazetteer component)
+from streams.gazetteer import default_lists  # importing it registers the streams_gazetteer component
 from streams.settings import DATA_DIR
 
 DEFAULT_OUTPUT = DATA_DIR / "ner"  # the model that ships and loads by default
@@ -229,7 +229,6 @@ def train(conll_dir: Path, out_dir: Path = DEFAULT_OUTPUT, text: Path | None = N
     from spacy.cli.init_config import fill_config
     from spacy.cli.train import train as spacy_train
 
-    from streams.gazetteer import default_lists
     from streams.settings import get_settings
 
     vocab = spacy.blank("en").vocab
