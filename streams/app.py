@@ -191,8 +191,9 @@ async def tag(stream: faust.StreamT) -> None:
     """One article at a time. Batching with ``stream.take_events`` (manual acks) lost 2 of 1,500
     inputs in a takeover after a rebalance, in two of five runs of the two-worker kill test (compare
     faust-streaming #527/#604 on manual acks and rebalances); per-event iteration acks an event only
-    after its outputs are sent, and lost none. Batches would make the shipped NER about 15 % faster
-    (measured in-process, 8 articles per ``nlp.pipe`` call); that needs an ack-safe way to batch."""
+    after its outputs are sent, and lost none. Batches would make tagging with the shipped NER about
+    10 % faster (measured in-process, 8 articles per ``nlp.pipe`` call); that needs an ack-safe way
+    to batch."""
     tagger = app.tagger
     async for event in stream.events():
         metrics.articles_in.labels("tag").inc()

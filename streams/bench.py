@@ -226,11 +226,9 @@ class Reader:
         from kafka import KafkaConsumer
 
         self.names = {settings.topic(t): t for t in (*FINAL_TOPICS, "alerts")}
-        # no CRC checks: kafka-python computes CRC32C in pure Python, a core's worth at saturation
         self.consumer = KafkaConsumer(*self.names, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
                                       **client_options(settings),
-                                      enable_auto_commit=False, group_id=None, fetch_max_bytes=64 * 1024 * 1024,
-                                      check_crcs=False)
+                                      enable_auto_commit=False, group_id=None, fetch_max_bytes=64 * 1024 * 1024)
         self.on_record = on_record
 
     def poll(self, timeout_ms: int) -> None:

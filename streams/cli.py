@@ -207,8 +207,10 @@ def cmd_eval_ner(args: argparse.Namespace) -> int:
 
     s = get_settings()
     nlp = build_nlp(s.spacy_model, s.knowledge_base)
+    import spacy
+
     report = {"model": s.spacy_model or "blank('en') + knowledge base + patterns",
-              **evaluate_conll(nlp, Path(args.conll))}
+              "spacy_version": spacy.__version__, **evaluate_conll(nlp, Path(args.conll))}
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -216,7 +218,7 @@ def cmd_eval_ner(args: argparse.Namespace) -> int:
     print(f"{'label':8}{'precision':>10}{'recall':>8}{'F1':>8}{'support':>9}")
     for label, r in [*report["labels"].items(), ("overall", report["overall"])]:
         print(f"{label:8}{r['precision']:>10.4f}{r['recall']:>8.4f}{r['f1']:>8.4f}{r['support']:>9}")
-    print(f"speed: {report['words_per_second']:,} words/s (one process, nlp.pipe)")
+    print(f"speed: {report['words_per_second']:,} words/s (one process, nlp.pipe, spaCy {report['spacy_version']})")
     return 0
 
 

@@ -15,11 +15,11 @@ The lists are data saved with the model (``gazetteer.json``), so the packages th
 needed only to train (``pip install streams[train]``).
 """
 
-from __future__ import annotations
 
 import json
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Self
 
 from spacy.language import Language
 from spacy.matcher import PhraseMatcher
@@ -121,7 +121,7 @@ class Gazetteer:
         path.mkdir(parents=True, exist_ok=True)
         (path / "gazetteer.json").write_text(json.dumps(self.lists, ensure_ascii=False), encoding="utf-8")
 
-    def from_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> Gazetteer:
+    def from_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> Self:
         self.set_lists(json.loads((Path(path) / "gazetteer.json").read_text(encoding="utf-8")))
         return self
 

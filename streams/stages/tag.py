@@ -14,13 +14,13 @@ The pipeline is assembled here and nowhere else (:func:`build_nlp`):
 Topics come from a taxonomy file (``topics.yaml``) matched on lower-cased tokens.
 """
 
-from __future__ import annotations
 
 import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 import spacy
@@ -83,7 +83,7 @@ class KnowledgeBase:
     entities: dict[str, KBEntity] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, path: Path) -> KnowledgeBase:
+    def load(cls, path: Path) -> Self:
         doc = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
         kb = cls()
         countries = doc.get("countries") or {}
@@ -111,11 +111,6 @@ class KnowledgeBase:
         if entity.id in self.entities:
             raise ValueError(f"duplicate knowledge-base id {entity.id!r}")
         self.entities[entity.id] = entity
-
-
-@Language.factory("streams_kb", default_config={"kb_path": None})
-def make_kb_component(nlp: Language, name: str, kb_path: str | None) -> KBComponent:
-    return KBComponent(nlp, KnowledgeBase.load(Path(kb_path)) if kb_path else KnowledgeBase())
 
 
 class KBComponent:
@@ -171,6 +166,11 @@ class KBComponent:
             chosen += filter_spans([e for e in layer if not any(i in taken for i in range(e.start, e.end))])
         doc.ents = chosen
         return doc
+
+
+@Language.factory("streams_kb", default_config={"kb_path": None})
+def make_kb_component(nlp: Language, name: str, kb_path: str | None) -> KBComponent:
+    return KBComponent(nlp, KnowledgeBase.load(Path(kb_path)) if kb_path else KnowledgeBase())
 
 
 def model_spans(doc: Doc) -> list[Span]:
@@ -254,7 +254,7 @@ class TopicTaxonomy:
     stem_words: re.Pattern[str] = re.compile(r"(?!x)x")  # the words that start with some stem
 
     @classmethod
-    def load(cls, path: Path) -> TopicTaxonomy:
+    def load(cls, path: Path) -> Self:
         doc = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
         first: dict[str, list[tuple[tuple[str, ...], bool, int]]] = {}
         stems: dict[str, list[int]] = {}
