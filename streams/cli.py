@@ -201,14 +201,13 @@ def cmd_rules(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_ner(args: argparse.Namespace) -> int:
+    import spacy
 
     from streams.ner import evaluate_conll
     from streams.stages.tag import build_nlp
 
     s = get_settings()
     nlp = build_nlp(s.spacy_model, s.knowledge_base)
-    import spacy
-
     report = {"model": s.spacy_model or "blank('en') + knowledge base + patterns",
               "spacy_version": spacy.__version__, **evaluate_conll(nlp, Path(args.conll))}
     if args.json:
