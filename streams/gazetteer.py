@@ -15,7 +15,8 @@ The lists are data saved with the model (``gazetteer.json``), so the packages th
 needed only to train (``pip install streams[train]``).
 """
 
-
+# No `from __future__ import annotations` here: spaCy 3.8.6 (pinned) validates component factory
+# signatures from their annotations and cannot resolve them as strings.
 import json
 from collections.abc import Iterable
 from pathlib import Path

@@ -14,7 +14,8 @@ The pipeline is assembled here and nowhere else (:func:`build_nlp`):
 Topics come from a taxonomy file (``topics.yaml``) matched on lower-cased tokens.
 """
 
-
+# No `from __future__ import annotations` here: spaCy 3.8.6 (pinned) validates component factory
+# signatures from their annotations and cannot resolve them as strings.
 import re
 from collections import Counter
 from collections.abc import Sequence
