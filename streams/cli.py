@@ -8,6 +8,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from streams.errors import ConfigError, StreamsError
 from streams.settings import get_settings
 
 
@@ -53,9 +54,13 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from streams.broker import bootstrap_servers
+    from streams.ingest import IngestTokens, check_open_door
     from streams.topics import ensure_topics
 
     settings = get_settings()
+    warning = check_open_door(settings, IngestTokens.from_settings(settings))
+    if warning:
+        print(f"WARNING: {warning}", file=sys.stderr)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     ensure_topics(settings, bootstrap_servers(settings))
     from streams.app import StreamsWorker, app
@@ -275,7 +280,8 @@ def cmd_forward(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     kind = AlertmanagerForwarder if args.kind == "alertmanager" else WebhookForwarder
-    counts = forward(kind(args.url, retries=args.retries), settings, bootstrap_servers(settings),
+    forwarder = kind.from_settings(args.url, settings, retries=args.retries)
+    counts = forward(forwarder, settings, bootstrap_servers(settings),
                      args.group or f"{settings.app_id}-forward-{args.kind}", stop_after_idle=args.idle)
     print(f"delivered {counts['delivered']}, dead-lettered {counts['dead_lettered']}")
     return 0
@@ -407,3 +413,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(args.func(args))
     except KeyboardInterrupt:
         sys.exit(130)
+    except ConfigError as exc:
+        print(f"streams {args.command}: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except StreamsError as exc:
+        print(f"streams {args.command}: {exc}", file=sys.stderr)
+        sys.exit(1)

@@ -8,15 +8,25 @@ is all or nothing: one bad article in an array rejects the request and nothing i
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import ipaddress
 import json
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pydantic import SecretStr
+
+from streams.errors import ConfigError
 from streams.events import RawArticle
+from streams.settings import Settings
 from streams.stages.validate import Rejection, parse_raw
+
+log = logging.getLogger(__name__)
 
 MAX_REQUEST_BYTES = 1024 * 1024  # aiohttp's own default limit for request bodies
 MAX_ARTICLES_PER_REQUEST = 1000
@@ -62,6 +72,90 @@ def handle_post(body: bytes | None, content_type: str | None, max_body_bytes: in
         return HttpResult(status, {"error": "invalid_articles", "rejected": errors,
                                    "detail": "nothing was published; fix these articles and send again"})
     return HttpResult(202, {"accepted": len(articles), "ids": [a.id for a in articles]}, articles)
+
+
+class IngestTokens:
+    """The bearer tokens ``POST /articles`` accepts: ``STREAMS_INGEST_TOKEN`` and the lines of
+    ``STREAMS_INGEST_TOKENS_FILE`` (blank lines and ``#`` comments skipped).
+
+    The file is re-read when it changes, so tokens rotate without a restart: add the new token,
+    move the producers over, remove the old one. Only SHA-256 digests are kept, and every request is
+    compared with every token in constant time, so neither the tokens nor how close a guess came
+    show in memory dumps, reprs or response times."""
+
+    def __init__(self, token: SecretStr | None = None, path: Path | None = None) -> None:
+        self._fixed = [_digest(token.get_secret_value())] if token and token.get_secret_value() else []
+        self._path = path
+        self._mtime: float | None = None
+        self._from_file: list[bytes] = []
+        if path is not None and not path.is_file():
+            raise ConfigError(f"STREAMS_INGEST_TOKENS_FILE={path}: no such file")
+        self._current()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> IngestTokens:
+        return cls(settings.ingest_token, settings.ingest_tokens_file)
+
+    def __repr__(self) -> str:
+        return f"IngestTokens({len(self._current())} tokens)"
+
+    @property
+    def required(self) -> bool:
+        return bool(self._current())
+
+    def _current(self) -> list[bytes]:
+        if self._path is not None:
+            try:
+                mtime = self._path.stat().st_mtime
+                if mtime != self._mtime:
+                    lines = self._path.read_text(encoding="utf-8").splitlines()
+                    self._from_file = [_digest(t) for t in (line.strip() for line in lines) if t and t[0] != "#"]
+                    self._mtime = mtime
+            except OSError as exc:  # keep the tokens last read rather than open the door
+                log.warning("ingest tokens file not re-read (%s); the tokens read before stay in force",
+                            type(exc).__name__)
+        return self._fixed + self._from_file
+
+    def refusal(self, authorization: str | None) -> str | None:
+        """None when the request may publish, else why not: ``missing_token`` or ``wrong_token``."""
+        tokens = self._current()
+        if not tokens:
+            return None
+        scheme, _, given = (authorization or "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not given.strip():
+            return "missing_token"
+        digest = _digest(given.strip())
+        matched = False
+        for token in tokens:  # no early exit: the time taken does not depend on which token matched
+            matched |= hmac.compare_digest(digest, token)
+        return None if matched else "wrong_token"
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_open_door(settings: Settings, tokens: IngestTokens) -> str | None:
+    """Refuse to serve ``POST /articles`` to the network with no token; a warning when allowed anyway.
+
+    Raises :class:`ConfigError` when the web server binds beyond loopback with no token and
+    ``STREAMS_INGEST_OPEN`` is not set; returns the warning to log when it is."""
+    if is_loopback(settings.web_host) or tokens.required:
+        return None
+    door = f"STREAMS_WEB_HOST={settings.web_host} lets anyone who reaches port {settings.web_port} publish articles"
+    if not settings.ingest_open:
+        raise ConfigError(f"{door}: set STREAMS_INGEST_TOKEN (or STREAMS_INGEST_TOKENS_FILE) so that POST /articles "
+                          "requires a bearer token, or STREAMS_INGEST_OPEN=true to serve it without one")
+    return f"{door} without a token (STREAMS_INGEST_OPEN=true)"
 
 
 def file_messages(path: Path) -> Iterator[bytes]:

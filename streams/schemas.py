@@ -48,6 +48,7 @@ def openapi() -> dict:
         "paths": {
             "/articles": {"post": {
                 "summary": "Validate and publish one article or an array of articles (all or nothing).",
+                "security": [{"bearerAuth": []}, {}],
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [
                     {"$ref": "#/components/schemas/RawArticle"},
                     {"type": "array", "items": {"$ref": "#/components/schemas/RawArticle"}, "minItems": 1,
@@ -57,12 +58,20 @@ def openapi() -> dict:
                         "application/json": {"schema": {"type": "object", "properties": {
                             "accepted": {"type": "integer"}, "ids": {"type": "array", "items": {"type": "string"}}}}}}},
                     "400": {"description": "Not JSON, or an article is invalid; nothing was published.", **err},
+                    "401": {"description": "Ingest tokens are set and the request has no bearer token or a wrong "
+                            "one; nothing was read or published.", **err},
                     "413": {"description": f"Larger than {MAX_REQUEST_BYTES} bytes, or too many articles.", **err},
                     "415": {"description": "Not application/json.", **err}}}},
             "/metrics": {"get": {"summary": "Prometheus metrics.", "responses": {"200": {
                 "description": "Prometheus text format.", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
         },
-        "components": {"schemas": {"RawArticle": article, "Error": error, **defs}},
+        "components": {
+            "schemas": {"RawArticle": article, "Error": error, **defs},
+            "securitySchemes": {"bearerAuth": {
+                "type": "http", "scheme": "bearer",
+                "description": "Required when the worker has STREAMS_INGEST_TOKEN or STREAMS_INGEST_TOKENS_FILE set "
+                "(always, when it listens beyond loopback unless STREAMS_INGEST_OPEN=true)."}},
+        },
     }
 
 

@@ -69,6 +69,16 @@ class Settings(BaseSettings):
     burst_baseline_hours: int = Field(default=72, ge=1)
     web_host: str = Field(default="127.0.0.1", description="Bind address of the worker web server.")
     web_port: int = Field(default=6066, description="Worker web server (/metrics, /articles).")
+    ingest_token: SecretStr | None = Field(
+        default=None, description="Bearer token that POST /articles requires (Authorization: Bearer ...).")
+    ingest_tokens_file: Path | None = Field(
+        default=None, description="A file of accepted tokens, one per line, re-read when it changes (rotation).")
+    ingest_open: bool = Field(
+        default=False, description="Let a worker serve POST /articles without a token on a non-loopback address.")
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="Signs webhook deliveries (header Streams-Signature: t=...,v1=HMAC-SHA256).")
+    webhook_headers: dict[str, SecretStr] = Field(
+        default_factory=dict, description='Extra headers on webhook deliveries, as JSON: {"Authorization": "..."}.')
     data_dir: Path = Field(default=Path("var/worker"), description="Faust table state directory.")
 
     @field_validator("spacy_model")
