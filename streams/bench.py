@@ -91,7 +91,7 @@ def _floor_worker(args: tuple[list[bytes], dict]) -> tuple[int, float]:
     from streams.stages.tag import Tagger
 
     settings = Settings(**overrides)
-    tagger = Tagger(settings.spacy_model, settings.knowledge_base, settings.taxonomy)
+    tagger = Tagger.from_settings(settings)
     engine = RuleEngine(load_rules(settings.rules, set(tagger.kb.entities)), {})
     dedup = Deduplicator.from_settings(settings, {})
     bursts = BurstDetector({})

@@ -30,7 +30,7 @@ from streams.events import CleanArticle, DeadLetter
 from streams.settings import get_settings
 from streams.stages import clean_message
 from streams.stages.clean import words
-from streams.stages.dedup import Deduplicator
+from streams.stages.dedup import Deduplicator, mark_unique, shingles
 
 
 def _prf(pairs: list[tuple[float, float]]) -> dict[str, float]:
@@ -60,6 +60,35 @@ def _source(line: str) -> str:
         return "?"
 
 
+COPY_KINDS = ("exact", "look-alike", "excerpt", "fuller", "related")
+
+
+def copy_kinds(gold: list[dict]) -> dict[int, str]:
+    """Each gold copy's relation to its story's first sighting, from the two gold texts: ``exact``,
+    ``look-alike`` (Jaccard of word 5-shingles >= 0.5), ``excerpt`` (>= 90 % of it inside the first),
+    ``fuller`` (>= 90 % of the first inside it), or ``related`` (the gold's same story, none of these)."""
+    by_id = {g["id"]: g for g in gold if g.get("expect") == "article" and g.get("duplicate_of") is None}
+    kinds = {}
+    for g in gold:
+        first = by_id.get(g.get("duplicate_of") or "")
+        if g.get("expect") != "article" or first is None:
+            continue
+        if g.get("duplicate_kind") == "exact":
+            kinds[g["line"]] = "exact"
+            continue
+        mine, theirs = (set(shingles(x["title"], x["body"])) for x in (g, first))
+        shared = len(mine & theirs)
+        if shared / len(mine | theirs) >= 0.5:
+            kinds[g["line"]] = "look-alike"
+        elif shared >= 0.9 * len(mine):
+            kinds[g["line"]] = "excerpt"
+        elif shared >= 0.9 * len(theirs):
+            kinds[g["line"]] = "fuller"
+        else:
+            kinds[g["line"]] = "related"
+    return kinds
+
+
 def evaluate(feed_path: Path, gold_path: Path, progress: bool = True, tag: bool = True) -> dict:
     settings = get_settings()
     feed = feed_path.read_bytes().split(b"\n")
@@ -70,10 +99,15 @@ def evaluate(feed_path: Path, gold_path: Path, progress: bool = True, tag: bool 
     now = datetime.now(UTC)
 
     # -- clean + dead letters -----------------------------------------------------------------
-    started = time.perf_counter()
-    outputs = [clean_message(line, now, settings.max_body_bytes)
-               for line in tqdm(feed, desc="clean", unit="msg", disable=not progress, leave=False)]
-    clean_seconds = time.perf_counter() - started
+    outputs = []
+    seconds: Counter = Counter()  # by path: the text path's and the HTML path's time are reported apart
+    by_path: Counter = Counter()
+    for line in tqdm(feed, desc="clean", unit="msg", disable=not progress, leave=False):
+        started = time.perf_counter()
+        outputs.append(clean_message(line, now, settings.max_body_bytes))
+        path = "html" if b'"text/html"' in line else "text"
+        seconds[path] += time.perf_counter() - started
+        by_path[path] += 1
 
     by_source: dict[str, list[tuple[float, float]]] = defaultdict(list)
     dl = Counter()
@@ -101,7 +135,7 @@ def evaluate(feed_path: Path, gold_path: Path, progress: bool = True, tag: bool 
             "correct_reason": round(dl["reason_ok"] / dl["tp"], 4) if dl["tp"] else 1.0,
             "expected": dl["tp"] + dl["fn"],
         },
-        "throughput": {"clean": round(len(feed) / clean_seconds, 1)},
+        "throughput": {f"clean {path}": round(by_path[path] / seconds[path], 1) for path in sorted(by_path)},
     }
 
     # -- dedup ----------------------------------------------------------------------------------
@@ -115,20 +149,27 @@ def evaluate(feed_path: Path, gold_path: Path, progress: bool = True, tag: bool 
     verdicts = [dedup.check(out) for _, out in tqdm(articles, desc="dedup", unit="msg", disable=not progress,
                                                     leave=False)]
     dedup_seconds = time.perf_counter() - started
+    kinds = copy_kinds(gold)
+    found_by_kind: Counter = Counter()
     for (g, _), v in zip(articles, verdicts, strict=True):
         truth = g.get("duplicate_of") is not None
-        if v.is_duplicate and truth:
+        if v.same_story and truth:
             counts["tp"] += 1
             counts["same_story"] += story_of.get(v.duplicate_of) == g.get("story")
-        elif v.is_duplicate:
+            found_by_kind[kinds[g["line"]]] += 1
+        elif v.same_story:
             counts["fp"] += 1
         elif truth:
             counts["fn"] += 1
+    expected_by_kind = Counter(kinds.values())
     report["dedup"] = {
         "precision": round(counts["tp"] / (counts["tp"] + counts["fp"]), 4) if counts["tp"] + counts["fp"] else 1.0,
         "recall": round(counts["tp"] / (counts["tp"] + counts["fn"]), 4) if counts["tp"] + counts["fn"] else 1.0,
         "same_story": round(counts["same_story"] / counts["tp"], 4) if counts["tp"] else 1.0,
         "duplicates_expected": counts["tp"] + counts["fn"],
+        "recall_by_kind": {k: {"recall": round(found_by_kind[k] / n, 4), "expected": n}
+                           for k, n in sorted(expected_by_kind.items(), key=lambda kv: COPY_KINDS.index(kv[0]))},
+        "verdicts": dict(Counter(v.kind for v in verdicts if v.kind)),
         "state_bytes_per_article": round(dedup.state_bytes() / max(1, len(dedup.signatures)), 1),
         "lsh_bands": dedup.b, "lsh_rows": dedup.r,
     }
@@ -138,8 +179,8 @@ def evaluate(feed_path: Path, gold_path: Path, progress: bool = True, tag: bool 
     if tag:
         from streams.stages.tag import Tagger
 
-        unique = [out for (_, out), v in zip(articles, verdicts, strict=True) if not v.is_duplicate]
-        tagger = Tagger(settings.spacy_model, settings.knowledge_base, settings.taxonomy)
+        unique = [mark_unique(out, v) for (_, out), v in zip(articles, verdicts, strict=True) if not v.is_duplicate]
+        tagger = Tagger.from_settings(settings)
         tagger.tag_many(unique[:50])  # warm the tokenizer cache, as a running worker's is
         started = time.perf_counter()
         tagged = []
@@ -200,6 +241,8 @@ def print_report(report: dict) -> None:
     print(f"dedup       precision {dd['precision']:.4f}  recall {dd['recall']:.4f}  same story "
           f"{dd['same_story']:.4f}  ({dd['duplicates_expected']} expected; LSH {dd['lsh_bands']}x{dd['lsh_rows']}, "
           f"{dd['state_bytes_per_article']:.0f} B state/article)")
+    print("  recall by kind of copy: " + ", ".join(f"{k} {v['recall']:.4f} ({v['expected']})"
+                                                  for k, v in dd["recall_by_kind"].items()))
     if "tag" in report:
         t = report["tag"]
         print(f"tag         {t['entities_per_article']} entities/article, {t['with_kb_id']:.0%} canonical; "

@@ -124,13 +124,15 @@ class Feed:
         return [message_id(line) for line in self.lines]
 
 
-def make_feed(directory: Path, limit: int | None = None, seed: int = 7) -> Feed:
+def make_feed(directory: Path, limit: int | None = None, seed: int = 7, excerpt_rate: float = 0.0) -> Feed:
     require(CORPUS.exists() and MAKE_FEED.exists(), f"the shared corpus and make_feed.py ({SHARED})")
     feed, gold = directory / "feed.jsonl", directory / "gold.jsonl"
     cmd = [sys.executable, str(MAKE_FEED), "--corpus", str(CORPUS), "--near-pairs", str(PAIRS), "--out", str(feed),
            "--gold", str(gold), "--seed", str(seed)]
     if limit:
         cmd += ["--limit", str(limit)]
+    if excerpt_rate:
+        cmd += ["--excerpt-rate", str(excerpt_rate)]
     subprocess.run(cmd, check=True, capture_output=True)
     lines = [line for line in feed.read_bytes().split(b"\n") if line]
     return Feed(lines, [json.loads(x) for x in gold.read_text().splitlines()], feed, gold)

@@ -25,9 +25,8 @@ def clean_message(data: bytes, ingested_at: datetime, max_body_bytes: int,
         article = clean_article(parsed, ingested_at)
     except Exception as exc:  # a bug or a pathological page must not stop the partition
         return dead_letter(data, "clean", "stage_error", traceback_summary(exc), parsed.id, raw_ref=ref)
-    if not article.body:
-        return dead_letter(data, "clean", "no_content", "nothing of the article was left after cleaning",
-                           parsed.id, raw_ref=ref)
+    if isinstance(article, Rejection):  # no article on the page, or nothing left of it
+        return dead_letter(data, "clean", article.reason, article.detail, parsed.id, raw_ref=ref)
     article.raw_ref = raw_ref
     return article
 

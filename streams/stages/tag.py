@@ -33,6 +33,7 @@ from spacy.tokens import Doc, Span
 from spacy.util import filter_spans
 
 from streams.events import CleanArticle, Entity, TaggedArticle, Topic
+from streams.settings import Settings
 
 TITLES = ("President|Prime Minister|Finance Minister|Foreign Minister|Minister|Chancellor|Secretary|"
           "Governor|Senator|Chairman|Chairwoman|Chair|Chief Executive|CEO|CFO|Director|Mr|Mrs|Ms|Dr|Sir|"
@@ -356,6 +357,17 @@ class Tagger:
         self.nlp = build_nlp(model, kb_path)
         self.kb = self.nlp.get_pipe("streams_kb").kb
         self.taxonomy = TopicTaxonomy.load(taxonomy_path)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        """The tagger the worker runs: ``STREAMS_SPACY_MODEL``, ``_KNOWLEDGE_BASE``, ``_TAXONOMY``."""
+        return cls(settings.spacy_model, settings.knowledge_base, settings.taxonomy)
+
+    def entities(self, text: str) -> list[Entity]:
+        """The canonical entities of a text, as an article's would be."""
+        doc = self.nlp.make_doc(text)
+        doc.user_data["text"] = text
+        return canonical_entities(self.nlp(doc), self.kb, text)
 
     def tag_many(self, articles: Sequence[CleanArticle], batch_size: int = 64) -> list[TaggedArticle]:
         texts = [f"{a.title}\n\n{a.body}" for a in articles]

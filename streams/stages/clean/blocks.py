@@ -1,8 +1,8 @@
-"""Clean stage: recover exactly the article (title and body paragraphs) from scraped text or HTML.
+"""Blocks of a page and the rules that know boilerplate by its shape, repetition and position.
 
-HTML pages go through trafilatura's main-text extraction first; then every article, HTML or plain,
-is cut into blocks (paragraphs or lines) and each block is judged on general signals rather than
-on any one site's sentences:
+A page's text is cut into blocks (paragraphs or lines); the learnt detector
+(:mod:`streams.stages.clean.detector`) finds the article's blocks, and within them these rules
+judge each block on general signals rather than on any one site's sentences:
 
 * **repetition** - a block equal to the title, a teaser whose text (ellipsis removed) appears in
   the article again, a paragraph seen before;
@@ -24,19 +24,17 @@ import re
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
 
-import lxml.html
-import trafilatura
 from spacy.lang.en.stop_words import STOP_WORDS
 
-from streams.events import CleanArticle, RawArticle
-
 WORD = re.compile(r"\w+")
-SPACES = re.compile(r"[ \t\u00a0\u2000-\u200b\u202f\u205f\u3000]+")
+# a run of two or more spaces, or any other kind of space (a lone plain space matches nothing: fast)
+SPACES = re.compile(r"[ \t\u00a0\u2000-\u200b\u202f\u205f\u3000]{2,}|[\t\u00a0\u2000-\u200b\u202f\u205f\u3000]")
 ELLIPSIS = re.compile(r"\s*(?:\[\s*(?:…|\.\.\.)\s*\]|…|\.\.\.)\s*")
+ODD_SPACE = re.compile(r"[\t\u00a0\u2000-\u200b\u202f\u205f\u3000]")
+BLANK_LINES = re.compile(r"\n{3,}")
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200c-\u200f\u2028\u2029\u2060\ufeff]")
-SENTENCE_END = re.compile(r"[.!?:;\"'”’)\]]$")
+SENTENCE_ENDS = frozenset(".!?:;\"'”’)]")
 
 _TAIL = (
     r"related(?: articles?| stories| news| posts| content| coverage| reading| links)?"
@@ -50,28 +48,28 @@ _TAIL = (
 )
 TAIL_MARKER = re.compile(rf"^(?:{_TAIL})\s*[:.!]?$", re.I)
 
-#: Block shapes that are page furniture wherever they stand, matched at the start of a block.
-SHAPES: list[tuple[str, re.Pattern[str]]] = [
-    ("byline", re.compile(
-        r"^(?i:by|words by|written by|reporting by|story by)\s+[A-Z][\w.'’-]*"
-        r"(?:\s+(?:[A-Z][\w.'’-]*|and|&|de|van|von|al)){0,5}\s*(?:$|[,|•·–—-]\s*.{0,80}$)")),
-    ("byline", re.compile(
-        r"^(?:(?:updated|published|posted|last updated)\b.{0,60}|\d{1,3} min(?:ute)?s? read)$", re.I)),
-    ("caption", re.compile(
-        r"^[(\[]?\s*(?:photo|image|picture|pic|credit|caption|illustration|video|file photo|photograph)s?"
-        r"\s*(?:credit)?\s*[:)|\-–—].{0,150}$", re.I)),
-    ("caption", re.compile(r"^[(\[][^()\[\]]{0,80}(?:getty images|reuters|afp|ap photo|shutterstock|epa)[)\]]$",
-                           re.I)),
-    ("advertisement", re.compile(
-        r"^(?:advertisement|advertising|ad|sponsored(?: content)?|promoted|story continues below(?: advertisement)?"
-        r"|continue reading(?: below)?|scroll to continue(?: with content)?|article continues below)\s*[:.]?$", re.I)),
-    ("read_more", re.compile(
-        r"^(?:read more|read also|also read|see also|related|more|watch|listen|recommended|don't miss)"
-        r"\s*[:>»|–—-]\s*\S.{0,200}$", re.I)),
-    ("tags", re.compile(r"^(?:tags?|topics?|filed under|categories|category|keywords)\s*[:|]\s*.{0,300}$", re.I)),
-    ("copyright", re.compile(r"^(?:©|\(c\)|copyright\b).{0,200}$", re.I)),
-    ("disclaimer", re.compile(r"^(?:disclaimer|disclosure|legal notice|risk warning)\s*[:.-]", re.I)),
+#: Block shapes that are page furniture wherever they stand, matched at the start of a block:
+#: (kind, pattern, case-insensitive).
+_SHAPES: list[tuple[str, str, bool]] = [
+    ("byline", r"(?i:by|words by|written by|reporting by|story by)\s+[A-Z][\w.'’-]*"
+               r"(?:\s+(?:[A-Z][\w.'’-]*|and|&|de|van|von|al)){0,5}\s*(?:$|[,|•·–—-]\s*.{0,80}$)", False),
+    ("byline", r"(?:(?:updated|published|posted|last updated)\b.{0,60}|\d{1,3} min(?:ute)?s? read)$", True),
+    ("caption", r"[(\[]?\s*(?:photo|image|picture|pic|credit|caption|illustration|video|file photo|photograph)s?"
+                r"\s*(?:credit)?\s*[:)|\-–—].{0,150}$", True),
+    ("caption", r"[(\[][^()\[\]]{0,80}(?:getty images|reuters|afp|ap photo|shutterstock|epa)[)\]]$", True),
+    ("advertisement", r"(?:advertisement|advertising|ad|sponsored(?: content)?|promoted"
+                      r"|story continues below(?: advertisement)?|continue reading(?: below)?"
+                      r"|scroll to continue(?: with content)?|article continues below)\s*[:.]?$", True),
+    ("read_more", r"(?:read more|read also|also read|see also|related|more|watch|listen|recommended|don't miss)"
+                  r"\s*[:>»|–—-]\s*\S.{0,200}$", True),
+    ("tags", r"(?:tags?|topics?|filed under|categories|category|keywords)\s*[:|]\s*.{0,300}$", True),
+    ("copyright", r"(?:©|\(c\)|copyright\b).{0,200}$", True),
+    ("disclaimer", r"(?:disclaimer|disclosure|legal notice|risk warning)\s*[:.-]", True),
 ]
+SHAPES: list[tuple[str, re.Pattern[str]]] = [(kind, re.compile(pattern, re.I if folded else 0))
+                                              for kind, pattern, folded in _SHAPES]
+# all of them in one pass (used with .match), so a block that is none of them costs one call
+ANY_SHAPE = re.compile("|".join(f"(?i:{pattern})" if folded else f"(?:{pattern})" for _, pattern, folded in _SHAPES))
 
 #: Phrases that mark a short block as furniture wherever they occur in it (searched, not matched).
 PHRASES: list[tuple[str, int, re.Pattern[str]]] = [
@@ -84,35 +82,45 @@ PHRASES: list[tuple[str, int, re.Pattern[str]]] = [
         r"|infringes? (?:on )?(?:third[- ]party|your|the) (?:rights|copyright))\b", re.I)),
 ]
 
+#: words one of the phrases needs: a block without any skips the phrase searches
+PHRASE_WORDS = frozenset({"reserved", "cookies", "cookie", "informational", "advice", "reflect", "infringe",
+                          "infringes"})
+
 CTA_WORDS = re.compile(
     r"\b(?:newsletters?|subscribe|subscription|sign(?:ing)? up|signup|inbox|click here|tap here|follow us|"
     r"download (?:our|the) app|join (?:us|our)|register (?:now|today|here)|free trial|premium members?|"
     r"unlock|don'?t miss out|stay (?:informed|updated|ahead|there))\b", re.I)
-READER = re.compile(r"\b(?:you|your|you're|yours|our|us)\b", re.I)
+READER = frozenset({"you", "your", "yours", "our", "us"})  # "you're" is two words: you, re
 SHARE_WORDS = {"share", "shares", "facebook", "twitter", "x", "linkedin", "email", "e", "mail", "whatsapp",
                "print", "copy", "link", "tweet", "pinterest", "reddit", "telegram", "on", "this", "article",
                "story", "via", "messenger", "comment", "comments", "save", "flipboard"}
 SHARE_CUE = {"share", "facebook", "twitter", "linkedin", "whatsapp", "tweet", "pinterest", "telegram"}
 PRICED = re.compile(r"[$€£¥₿%]|\b[A-Z]{2,6}\b|\([A-Z]{2,6}\)")
 CRUMB_SEP = re.compile(r"\s*(?:›|»|>|/|\||→|::)\s*")
+CRUMB_CHARS = re.compile(r"[›»>/|→]|::")
 
 
 @dataclass(slots=True)
 class Block:
+    """One paragraph or line of a page, with what every later judgement reads of it."""
+
     text: str
     words: list[str]
+    first: bool = True  # first line of its paragraph (a blank line or the page start above it)
     kind: str | None = None  # why it was removed; None = kept
     n: int = 0
     key: str = ""
+    stops: int = 0
     prose: bool = False
+    shape: str | None = None  # the boilerplate kind its shape says, whatever its position
 
     def __post_init__(self) -> None:
         self.n = len(self.words)
         self.key = " ".join(self.words)
+        self.stops = sum(map(STOP_WORDS.__contains__, self.words))
         # sentence-like: long enough, ends like a sentence, uses function words
-        self.prose = (self.n >= 8 and bool(SENTENCE_END.search(self.text))
-                      and sum(w in STOP_WORDS for w in self.words) >= 0.2 * self.n)
-
+        self.prose = self.n >= 8 and self.text[-1:] in SENTENCE_ENDS and self.stops >= 0.2 * self.n
+        self.shape = shape_of(self)
 
 
 @dataclass(slots=True)
@@ -121,6 +129,7 @@ class Cleaned:
     paragraphs: list[str]
     removed: Counter[str]
     body_words: list[str] = field(default_factory=list)
+    no_article: bool = False  # the page holds no article at all (the detector's judgement)
 
     @property
     def body(self) -> str:
@@ -130,9 +139,11 @@ class Cleaned:
 def normalise(text: str) -> str:
     """NFC, one kind of space, no control characters, stripped lines, at most one blank line."""
     text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
-    text = SPACES.sub(" ", CONTROL.sub("", text))
-    lines = [line.strip() for line in text.split("\n")]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    text = CONTROL.sub("", text)
+    if "  " in text or ODD_SPACE.search(text):  # the substitution scans slowly; most texts need none
+        text = SPACES.sub(" ", text)
+    text = "\n".join([line.strip() for line in text.split("\n")])
+    return (BLANK_LINES.sub("\n\n", text) if "\n\n\n" in text else text).strip()
 
 
 def words(text: str) -> list[str]:
@@ -160,30 +171,34 @@ def split_blocks(text: str) -> list[Block]:
         merged: list[str] = []
         for line in lines:
             prev = merged[-1] if merged else ""
-            if prev and not SENTENCE_END.search(prev) and line[:1].islower() and len(prev) > 40:
+            if prev and prev[-1] not in SENTENCE_ENDS and line[:1].islower() and len(prev) > 40:
                 merged[-1] = f"{prev} {line}"  # a hard-wrapped sentence continues
             else:
                 merged.append(line)
-        blocks.extend(Block(line, words(line)) for line in merged)
+        blocks.extend(Block(line, words(line), first=j == 0) for j, line in enumerate(merged))
     return blocks
 
 
 def shape_of(block: Block) -> str | None:
     """The boilerplate kind a block's shape says it is, or None."""
     text = block.text
-    if TAIL_MARKER.match(text) and block.n <= 8:
+    if block.n <= 8 and TAIL_MARKER.match(text):
         return "tail"
-    for kind, pattern in SHAPES:
-        if pattern.match(text):
-            return kind
-    for kind, max_words, pattern in PHRASES:
-        if block.n <= max_words and pattern.search(text):
-            return kind
-    if block.n and block.n <= 40 and CTA_WORDS.search(text) and READER.search(text):
+    if ANY_SHAPE.match(text):
+        for kind, pattern in SHAPES:
+            if pattern.match(text):
+                return kind
+    if block.n <= 120 and not PHRASE_WORDS.isdisjoint(block.words):
+        for kind, max_words, pattern in PHRASES:
+            if block.n <= max_words and pattern.search(text):
+                return kind
+    if block.n and block.n <= 40 and not READER.isdisjoint(block.words) and CTA_WORDS.search(text):
         return "call_to_action"
     if (block.n and block.n <= 16 and SHARE_CUE & set(block.words)
             and sum(w in SHARE_WORDS for w in block.words) / block.n >= 0.6):
         return "share"
+    if block.n > 40 or not CRUMB_CHARS.search(text):
+        return None
     parts = [p for p in CRUMB_SEP.split(text) if p]
     if (len(parts) >= 3 and len(CRUMB_SEP.findall(text)) >= 2 and all(len(p.split()) <= 4 for p in parts)
             and not any(ch.isdigit() for ch in text)):
@@ -209,7 +224,7 @@ def clean_blocks(blocks: list[Block], title: str) -> None:
     # 1. shapes, and the tail section a marker heading starts
     seen_prose = False
     for i, block in enumerate(blocks):
-        kind = shape_of(block)
+        kind = block.shape
         if kind == "tail" and seen_prose:
             for rest in blocks[i:]:
                 rest.kind = rest.kind or "related"
@@ -272,42 +287,3 @@ def _is_teaser(block: Block, i: int, all_keys: list[str], in_body: bool) -> bool
         return False
     head = " ".join(block.words[:8])
     return any(k.startswith(head) and len(k) * 2.2 >= len(all_keys[i]) for k in all_keys[i + 1:])
-
-
-def extract_html(html: str) -> tuple[str, str]:
-    """Main text (paragraphs one per line) and title of an HTML page, by trafilatura."""
-    tree = lxml.html.fromstring(html)
-    heading = tree.find(".//h1")
-    title = heading.text_content() if heading is not None else (tree.findtext(".//title") or "")
-    text = trafilatura.extract(tree, favor_precision=True, include_comments=False, include_tables=True)
-    return text or "", title
-
-
-def clean_text(body: str, title: str | None = None, content_type: str = "text/plain") -> Cleaned:
-    """The article title and paragraphs inside ``body``, and counts of what was removed."""
-    page_title = ""
-    if content_type == "text/html":
-        body, page_title = extract_html(body)
-    body = normalise(body)
-    title = normalise(title or "") or normalise(page_title)
-    blocks = split_blocks(body)
-    clean_blocks(blocks, title)
-    if not title:
-        first = next((b for b in blocks if b.kind is None), None)
-        if first is not None and first.n <= 20 and not first.text.endswith("."):
-            title, first.kind = first.text, "title"
-    removed = Counter(b.kind for b in blocks if b.kind and b.kind != "title")
-    kept = [b for b in blocks if b.kind is None]
-    return Cleaned(title, [b.text for b in kept], removed, [w for b in kept for w in b.words])
-
-
-def clean_article(raw: RawArticle, ingested_at: datetime) -> CleanArticle:
-    """The ``articles.clean`` event for one valid raw article."""
-    cleaned = clean_text(raw.body, raw.title, raw.content_type)
-    return CleanArticle(
-        id=raw.id, url=str(raw.url), source=raw.source, title=cleaned.title, body=cleaned.body,
-        content_type=raw.content_type, published_at=raw.published_at, ingested_at=ingested_at,
-        content_hash=content_hash(cleaned.title, cleaned.body_words),
-        word_count=len(words(cleaned.title)) + len(cleaned.body_words),
-        removed=dict(cleaned.removed),
-    )

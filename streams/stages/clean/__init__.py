@@ -1,0 +1,136 @@
+"""Clean stage: recover the article - headline and body paragraphs - from a page's text or HTML.
+
+Plain text (a whole page's visible text, a scraped article with widgets around it, or a clean
+article) goes to the learnt detector (:mod:`.detector`), which keeps the blocks of the page's
+article and finds the headline when the producer sent no title; the rules (:mod:`.blocks`) then
+remove what is boilerplate by shape, repetition or position inside what was kept. An HTML page is
+rendered to its visible text and judged the same way, with trafilatura's main-text extraction as a
+second opinion (:mod:`.html`); its headline comes from the page.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+
+import numpy as np
+
+from streams.events import CleanArticle, RawArticle
+from streams.stages.clean.blocks import (
+    Block,
+    Cleaned,
+    clean_blocks,
+    content_hash,
+    key,
+    normalise,
+    split_blocks,
+    words,
+)
+from streams.stages.clean.detector import MODEL_PATH, ArticleModel, load_model
+from streams.stages.clean.html import read_html
+from streams.stages.validate import Rejection
+
+__all__ = ["Cleaned", "clean_article", "clean_text", "content_hash", "normalise", "words"]
+
+
+def clean_text(body: str, title: str | None = None, content_type: str = "text/plain",
+               model: ArticleModel | None = None) -> Cleaned:
+    """The article title and paragraphs inside ``body``, and counts of what was removed.
+
+    ``model`` overrides the shipped detector."""
+    title = normalise(title or "")
+    extract = None
+    if content_type == "text/html":
+        body, extract, page_title = read_html(body)
+        title = title or normalise(page_title)
+    blocks = split_blocks(normalise(body))
+    detection = (model or load_model(MODEL_PATH)).detect(blocks, want_headline=not title, extract=extract)
+    keep = detection.keep.copy()
+    headline_at = detection.headline if detection.headline is not None else find(blocks, title)
+    if headline_at is not None and len(blocks) >= ArticleModel.PAGE_BLOCKS:
+        keep_lead(blocks, keep, headline_at)
+    kept_at = np.flatnonzero(keep)
+    for i, (block, kept) in enumerate(zip(blocks, keep, strict=True)):
+        if not kept:  # named by its shape, else by where it stood: above, inside or below the article
+            block.kind = block.shape if block.shape and block.shape != "tail" else (
+                "header" if not len(kept_at) or i < kept_at[0] else "footer" if i > kept_at[-1] else "inline")
+    cut_tail(blocks, detection.p, model or load_model(MODEL_PATH))
+    if detection.headline is not None:
+        headline = blocks[detection.headline]
+        title, headline.kind = headline.text, "title"
+    clean_blocks([b for b in blocks if b.kind is None], title)
+    if not title:
+        first = next((b for b in blocks if b.kind is None), None)
+        if first is not None and first.n <= 20 and not first.text.endswith("."):
+            title, first.kind = first.text, "title"
+    removed = Counter(b.kind for b in blocks if b.kind and b.kind != "title")
+    kept = [b for b in blocks if b.kind is None]
+    return Cleaned(title, [b.text for b in kept], removed, [w for b in kept for w in b.words],
+                   no_article=not detection.article and not leads_into_prose(blocks, title))
+
+
+def find(blocks: list[Block], title: str) -> int | None:
+    """Where the headline stands in the page, if it does."""
+    title_key = key(title)
+    return next((i for i, b in enumerate(blocks) if title_key and b.key == title_key), None)
+
+
+def keep_lead(blocks: list[Block], keep: np.ndarray, headline_at: int) -> None:
+    """The sentences between the headline and the article the detector found are the article's lead
+    (past a byline, a date, share buttons): kept. The lead is what excerpts and first takes repeat,
+    so dedup needs it most; the detector, seeing it beside page furniture, sometimes doubts it."""
+    for i in range(headline_at + 1, min(headline_at + 8, len(blocks))):
+        if keep[i]:
+            return
+        if is_sentence(blocks[i]) and blocks[i].shape is None:
+            keep[i] = True
+
+
+def cut_tail(blocks: list[Block], p, model: ArticleModel) -> None:
+    """A "Related articles" or "Comments" heading after the article's first sentence starts the
+    page's tail: what the detector kept after it only because nothing on the page scored high (a
+    short article among lists of links) goes. Blocks it is sure of stay, since an article can have
+    such a box in its middle; a heading above the article cuts nothing."""
+    seen_prose = False
+    for i, block in enumerate(blocks):
+        if block.shape == "tail" and seen_prose:
+            for rest, q in zip(blocks[i + 1:], p[i + 1:], strict=True):
+                if rest.kind is None and q < model.KEEP:
+                    rest.kind = "related"
+            return
+        seen_prose = seen_prose or (block.kind is None and is_sentence(block))
+
+
+def is_sentence(block: Block) -> bool:
+    """Eight words or more ending like a sentence (looser than Block.prose, which also wants the
+    function words of running text: a lead full of names and figures is a sentence too)."""
+    return block.n >= 8 and block.text[-1:] in ".!?\"'”’"
+
+
+def leads_into_prose(blocks: list[Block], title: str) -> bool:
+    """Whether the headline stands in the page followed by a sentence - an article's opening, however
+    short, which a page of headlines or an error page does not have."""
+    title_key = key(title)
+    for i, block in enumerate(blocks):
+        if title_key and block.key == title_key:
+            return any(map(is_sentence, blocks[i + 1:i + 3]))
+    return False
+
+
+def clean_article(raw: RawArticle, ingested_at: datetime) -> CleanArticle | Rejection:
+    """The ``articles.clean`` event for one valid raw article, or why there is none: ``no_article``
+    (the page holds no article: a section front of headlines, an error or consent page) or
+    ``no_content`` (nothing was left after cleaning)."""
+    cleaned = clean_text(raw.body, raw.title, raw.content_type)
+    if cleaned.no_article:
+        return Rejection("no_article", "the page holds no article (a list of headlines, a menu, an error or "
+                         "consent page); nothing of it reads as an article's text", raw.id)
+    if not cleaned.paragraphs:
+        return Rejection("no_content", "nothing of the article was left after cleaning", raw.id)
+    return CleanArticle(
+        id=raw.id, url=str(raw.url), source=raw.source, title=cleaned.title, body=cleaned.body,
+        content_type=raw.content_type, published_at=raw.published_at, ingested_at=ingested_at,
+        content_hash=content_hash(cleaned.title, cleaned.body_words),
+        word_count=len(words(cleaned.title)) + len(cleaned.body_words),
+        removed=dict(cleaned.removed),
+    )
