@@ -81,13 +81,23 @@ class CleanArticle(Event):
     content_hash: str = Field(description="sha256 of the normalised title and body.")
     word_count: int
     removed: dict[str, int] = Field(default_factory=dict, description="Blocks removed, by kind.")
+    supersedes: str | None = Field(
+        default=None, description="On articles.unique and later: this is a fuller version of a story first seen "
+        "as a shorter text (an excerpt, a first take), whose id this is. Alerts treat it as that story.")
+
+    @property
+    def story(self) -> str:
+        """The story this article tells: its own id, or the first sighting's it supersedes."""
+        return self.supersedes or self.id
 
 
 class DuplicateArticle(CleanArticle):
     """``articles.duplicates``: a later copy of a story already seen."""
 
     duplicate_of: str = Field(description="Id of the first sighting of this story.")
-    duplicate_kind: Literal["exact", "near"]
+    duplicate_kind: Literal["exact", "near", "excerpt"] = Field(
+        description="exact: the same text; near: a look-alike (Jaccard of word 5-shingles at the threshold); "
+        "excerpt: contained in the first sighting (its lead paragraphs, a trimmed copy).")
     similarity: float = Field(ge=0, le=1, description="Estimated Jaccard of word 5-shingles.")
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from streams.events import CleanArticle
 from streams.stages.clean import content_hash
-from streams.stages.dedup import Deduplicator, jaccard, mark_duplicate, shingles
+from streams.stages.dedup import Deduplicator, jaccard, mark_duplicate, mark_unique, shingles
 from tests.conftest import CORPUS, require
 
 T0 = datetime(2026, 9, 5, tzinfo=UTC)
@@ -146,3 +146,75 @@ def test_a_replayed_input_gets_its_first_verdict_and_a_resend_is_a_duplicate(sto
     resend = first.model_copy(update={"raw_ref": "1:42"})
     v = d.check(resend)
     assert v.kind == "exact" and v.duplicate_of == "a"
+
+
+def long_story(stories: list[dict]) -> dict:
+    """A story whose first three paragraphs are under a third of it: an excerpt is then no look-alike."""
+    def lead_share(s: dict) -> float:
+        return len(" ".join(s["body"].split("\n\n")[:3]).split()) / len(s["body"].split())
+
+    return next(x for x in stories if len(x["body"].split("\n\n")) >= 8 and lead_share(x) < 0.33)
+
+
+def test_an_excerpt_after_the_story_is_a_duplicate_of_it(stories) -> None:
+    """An aggregator's excerpt - the headline and the first paragraphs - has a low Jaccard with the
+    full story; the lead index brings the pair up and the signatures show it contained."""
+    s = long_story(stories)
+    paras = s["body"].split("\n\n")
+    for n in (1, 2, 3):
+        d = fresh()
+        d.check(article("full", s["title"], s["body"]))
+        excerpt = article(f"excerpt-{n}", s["title"], "\n\n".join(paras[:n]))
+        truth = jaccard(set(shingles(s["title"], s["body"])), set(shingles(excerpt.title, excerpt.body)))
+        assert truth < 0.5  # not a look-alike by the reference definition
+        v = d.check(excerpt)
+        assert (v.kind, v.duplicate_of, v.is_duplicate) == ("excerpt", "full", True), n
+        assert mark_duplicate(excerpt, v).duplicate_kind == "excerpt"
+
+
+def test_a_fuller_version_after_its_excerpt_supersedes_it_and_is_not_dropped(stories) -> None:
+    d = fresh()
+    s = long_story(stories)
+    paras = s["body"].split("\n\n")
+    first_take = article("take-1", s["title"], "\n\n".join(paras[:2])).model_copy(update={"raw_ref": "0:1"})
+    assert d.check(first_take).kind is None
+    full = article("full", s["title"], s["body"]).model_copy(update={"raw_ref": "0:2"})
+    v = d.check(full)
+    assert (v.kind, v.supersedes, v.is_duplicate, v.same_story) == ("fuller", "take-1", False, True)
+    unique = mark_unique(full, v)
+    assert unique.supersedes == "take-1" and unique.story == "take-1" and unique.id == "full"
+    assert d.check(full).kind == "fuller"  # a replay keeps its verdict
+    # later copies of the full text name the story's first sighting
+    assert d.check(article("copy", s["title"], s["body"])).duplicate_of == "take-1"
+    assert d.check(article("excerpt", s["title"], paras[0])).duplicate_of == "take-1"
+
+
+def test_stories_that_share_a_lead_sentence_are_not_copies(stories) -> None:
+    """Related coverage can open alike; containment needs nearly all of the smaller text inside."""
+    d = fresh()
+    s, t = stories[11], stories[12]
+    lead = s["body"].split("\n\n")[0]
+    d.check(article("a", s["title"], s["body"]))
+    other = "\n\n".join([lead, *t["body"].split("\n\n")[1:]])
+    v = d.check(article("b", t["title"], other))
+    assert not v.same_story, v
+
+
+def test_records_of_the_earlier_layout_still_count(stories) -> None:
+    """A worker upgraded over an existing changelog reads the records written before leads were kept."""
+    import base64
+    import struct
+
+    s = stories[13]
+    sigs: dict[str, str] = {}
+    d = Deduplicator(sigs)
+    d.check(article("a", s["title"], s["body"]).model_copy(update={"raw_ref": "0:5"}))
+    record = d._unpack(sigs["a"])
+    parts = [record.root.encode(), record.ref.encode(), record.content_hash.encode()]
+    old = struct.pack("<dIHHH", record.seen_at, record.size, *map(len, parts)) + b"".join(parts)
+    sigs["a"] = base64.b64encode(old + record.signature.tobytes()).decode()
+    again = Deduplicator(sigs)
+    assert again.check(article("b", "Other", s["body"])).kind == "exact"
+    paras = s["body"].split("\n\n")
+    assert again.check(article("c", s["title"], "\n\n".join(paras[:-1]))).duplicate_of == "a"
+    assert not again.check(article("a", s["title"], s["body"]).model_copy(update={"raw_ref": "0:5"})).same_story

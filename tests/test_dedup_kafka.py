@@ -73,20 +73,36 @@ def test_near_duplicates_on_other_partitions_and_workers_are_caught(pipeline: Pi
     assert {a["id"] for a in reader.events["articles.unique"]} == firsts
 
 
+def wire(article_id: str, title: str, paragraphs: list[str]) -> bytes:
+    """A clean-text article, as a wire or an aggregator sends one."""
+    return json.dumps({"id": article_id, "url": f"https://wire.example/{article_id}", "source": "wire.example",
+                       "title": title, "body": "\n\n".join(paragraphs),
+                       "published_at": "2026-12-02T06:00:00Z"}).encode()
+
+
 def test_dedup_state_survives_a_worker_restart(pipeline: Pipeline, tmp_path) -> None:
+    """Near copies, an excerpt and a fuller version, on both sides of a restart."""
     feed = make_feed(tmp_path, limit=400)
     pairs = story_pairs(feed, 5)
+    stories = [g for g in feed.gold if g.get("expect") == "article" and g["body"].count("\n\n") >= 7]
+    full, short = stories[0], stories[1]
+    full_paras, short_paras = full["body"].split("\n\n"), short["body"].split("\n\n")
     worker = pipeline.start_worker()
     worker.wait_ready()
-    pipeline.publish([first for first, _ in pairs])
-    before = pipeline.collect(expected=len(pairs))
-    assert len(before.events["articles.unique"]) == len(pairs)
+    pipeline.publish([first for first, _ in pairs] + [wire("take-1", short["title"], short_paras[:2]),
+                                                       wire("story-1", full["title"], full_paras)])
+    before = pipeline.collect(expected=len(pairs) + 2)
+    assert len(before.events["articles.unique"]) == len(pairs) + 2
     worker.stop()
 
     restarted = pipeline.start_worker()  # a new process with a new state dir: tables come from changelogs
     restarted.wait_ready()
-    pipeline.publish([copy for _, copy in pairs])
-    after = pipeline.collect(expected=2 * len(pairs))
-    dups = {d["id"]: d["duplicate_of"] for d in after.events["articles.duplicates"]}
+    pipeline.publish([copy for _, copy in pairs] + [wire("story-2", short["title"], short_paras),  # fuller
+                                                    wire("excerpt-1", full["title"], full_paras[:2])])
+    after = pipeline.collect(expected=2 * len(pairs) + 4)
+    dups = {d["id"]: d for d in after.events["articles.duplicates"]}
     for first, copy in pairs:
-        assert dups.get(json.loads(copy)["id"]) == json.loads(first)["id"]
+        assert dups[json.loads(copy)["id"]]["duplicate_of"] == json.loads(first)["id"]
+    assert (dups["excerpt-1"]["duplicate_of"], dups["excerpt-1"]["duplicate_kind"]) == ("story-1", "excerpt")
+    fuller = [a for a in after.events["articles.tagged"] if a["id"] == "story-2"]
+    assert fuller and fuller[0]["supersedes"] == "take-1", "a fuller version goes on, naming its excerpt"

@@ -212,14 +212,14 @@ class RuleEngine:
             evidence = Evidence()
             if not rule.when.evaluate(article, evidence):
                 continue
-            key = f"{rule.id}:{article.id}"
+            key = f"{rule.id}:{article.story}"
             last = self.fired.get(key)
             replay = last is not None and bool(article.raw_ref) and last.get("ref") == article.raw_ref
             if last is not None and not replay and now.timestamp() - last["at"] < rule.suppress:
                 continue
             self.fired[key] = {"at": now.timestamp(), "ref": article.raw_ref}
             alerts.append(Alert(
-                id=alert_id(rule.id, article.id), rule_id=rule.id, severity=rule.severity,
+                id=alert_id(rule.id, article.story), rule_id=rule.id, severity=rule.severity,
                 title=article.title, url=article.url, source=article.source, article_ids=[article.id],
                 evidence=evidence, published_at=article.published_at, ingested_at=article.ingested_at,
                 created_at=now,
