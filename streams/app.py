@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import time
 from datetime import UTC, datetime
 from functools import cached_property
@@ -29,7 +30,7 @@ from streams.settings import Settings, get_settings
 from streams.stages import clean_message, traceback_summary
 from streams.stages.alert import RuleEngine, load_rules
 from streams.stages.burst import BurstConfig, BurstDetector, burst_alert, mention_batches
-from streams.stages.dedup import Deduplicator, mark_duplicate
+from streams.stages.dedup import Deduplicator, mark_duplicate, mark_unique
 from streams.stages.tag import Tagger
 from streams.stages.validate import dead_letter
 from streams.topics import MAX_MESSAGE_BYTES
@@ -60,12 +61,19 @@ class StreamsApp(faust.App):
             consumer_max_fetch_size=MAX_MESSAGE_BYTES,
             stream_wait_empty=False,
             broker_commit_interval=0.5,
+            # Recovery after a crash or a stall (README, Reliability): static membership, so a worker
+            # restarted within the session timeout takes its partitions back without a rebalance, and
+            # a session timeout of seconds, so a dead or stopped worker's share moves on that soon.
+            consumer_group_instance_id=settings.worker_id or f"{socket.gethostname()}-{settings.web_port}",
+            broker_session_timeout=settings.session_timeout,
+            broker_heartbeat_interval=settings.session_timeout / 5,
+            broker_rebalance_timeout=settings.session_timeout * 2,
         )
 
     @cached_property
     def tagger(self) -> Tagger:
         s = self.settings
-        return Tagger(s.spacy_model, s.knowledge_base, s.taxonomy)
+        return Tagger.from_settings(s)
 
     @cached_property
     def ingest_tokens(self) -> IngestTokens:
@@ -115,7 +123,7 @@ mentions_topic = _topic("entity.mentions")
 # like the topic that feeds it.
 JSON = faust.Schema(key_serializer="json", value_serializer="json")
 dedup_signatures = app.Table("dedup-signatures", partitions=1, schema=JSON)
-# Alert suppression: rule + story -> when it fired; co-partitioned with articles.tagged (key = id).
+# Alert suppression: rule + story -> when it fired; co-partitioned with articles.tagged (key = story).
 alerts_fired = app.Table("alerts-fired", schema=JSON)
 # Trend bursts: per-entity minute and hour buckets, on the entity's entity.mentions partition.
 burst_counts = app.Table("burst-counts", schema=JSON)
@@ -184,9 +192,10 @@ async def dedup(stream: faust.StreamT) -> None:
             metrics.duplicates.labels(verdict.kind).inc()
             metrics.articles_out.labels("dedup", "duplicate").inc()
             await duplicates_topic.send(key=article.id.encode(), value=mark_duplicate(article, verdict).dumps())
-        else:
-            metrics.articles_out.labels("dedup", "unique").inc()
-            await unique_topic.send(key=article.id.encode(), value=article.dumps())
+        else:  # keyed by story, so a fuller version meets its story's alert suppression in one partition
+            unique = mark_unique(article, verdict)
+            metrics.articles_out.labels("dedup", "fuller" if unique.supersedes else "unique").inc()
+            await unique_topic.send(key=unique.story.encode(), value=unique.dumps())
         metrics.observe_latency("dedup", now(), article.ingested_at, article.published_at)
 
 
@@ -209,7 +218,7 @@ async def tag(stream: faust.StreamT) -> None:
             await stage_failed("tag", event, exc)
             continue
         metrics.stage_seconds.labels("tag").observe(time.perf_counter() - started)
-        await tagged_topic.send(key=tagged.id.encode(), value=tagged.dumps())
+        await tagged_topic.send(key=tagged.story.encode(), value=tagged.dumps())
         for partition, batch in mention_batches([tagged], settings.partitions).items():
             await mentions_topic.send(value=batch.dumps(), partition=partition)
         metrics.articles_out.labels("tag", "tagged").inc()

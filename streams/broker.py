@@ -1,10 +1,13 @@
 """A real single-node Apache Kafka (KRaft, combined broker + controller) on 127.0.0.1.
 
 The jars come from Maven Central through ``deploy/kafka/pom.xml`` (Maven copies the broker and a
-Log4j2 backend into a cached lib dir once); each start formats a fresh data dir, launches
-``kafka.Kafka`` with Java 17 and waits until the broker answers metadata requests. Tests use it as a
-session fixture and ``streams kafka start|stop|status`` drives it from the shell. When
-``STREAMS_BROKER`` is set nothing local is started: everything talks to that cluster instead.
+Log4j2 backend into a cached lib dir once); a start launches ``kafka.Kafka`` with Java 17 and waits
+until the broker answers metadata requests. ``streams kafka start|stop|status|reset`` drives a
+background broker that keeps its data: it formats ``STREAMS_HOME/kafka-data`` once and every later
+start resumes it - cluster id, topics, committed offsets, the tables' changelogs - on the port it
+had; only ``streams kafka reset`` wipes it. Tests, the demo and the benchmark start throwaway brokers
+on fresh data dirs. When ``STREAMS_BROKER`` is set nothing local is started: everything talks to
+that cluster instead.
 """
 
 from __future__ import annotations
@@ -144,11 +147,17 @@ class LocalKafka:
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 90.0, detach: bool = False) -> LocalKafka:
-        """Format a fresh data dir, launch the broker and wait until it answers."""
+    def start(self, timeout: float = 90.0, detach: bool = False, keep: bool = False) -> LocalKafka:
+        """Launch the broker and wait until it answers. The data dir is formatted afresh, unless
+        ``keep`` and it was formatted before: then it resumes as it was, on the ports it had
+        (``port``, when given, moves its client listener)."""
         if shutil.which("java") is None:
             raise BrokerError("Java 17+ is needed to run Kafka 4: install it (apt-get install openjdk-17-jre).")
         lib = resolve_jars(self.home)
+        java = ["java", "-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+                f"-Dlog4j2.configurationFile={KAFKA_DIR / 'log4j2.yaml'}", "-cp", f"{lib}/*"]
+        if keep and self.data_dir is not None and self.formatted(self.data_dir):
+            return self._resume(java, timeout, detach)
         self.port = self.port or free_port()
         controller_port = free_port()
         self.data_dir = self.data_dir or self.home / "run" / f"kafka-{self.port}"
@@ -159,8 +168,6 @@ class LocalKafka:
             self.sasl_port = self.sasl_port or free_port()
         config.write_text(server_properties(self.port, controller_port, self.data_dir / "logs",
                                             self.extra_properties, self.sasl_port, self.sasl_users))
-        java = ["java", "-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-Djava.awt.headless=true",
-                f"-Dlog4j2.configurationFile={KAFKA_DIR / 'log4j2.yaml'}", "-cp", f"{lib}/*"]
         cluster_id = "-"
         while cluster_id.startswith("-"):  # the storage tool would read "-..." as an option (1 in 64)
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
@@ -168,6 +175,29 @@ class LocalKafka:
                              capture_output=True, text=True)
         if fmt.returncode != 0:
             raise BrokerError(f"formatting the data dir failed:\n{fmt.stdout}{fmt.stderr}")
+        self._java = [*java, "kafka.Kafka", str(config)]
+        return self._launch(timeout, detach)
+
+    @staticmethod
+    def formatted(data_dir: Path) -> bool:
+        """Whether ``data_dir`` holds a broker formatted before (its config and its storage's identity)."""
+        return (data_dir / "server.properties").exists() and (data_dir / "logs" / "meta.properties").exists()
+
+    def _resume(self, java: list[str], timeout: float, detach: bool) -> LocalKafka:
+        assert self.data_dir is not None
+        config = self.data_dir / "server.properties"
+        props = dict(line.split("=", 1) for line in config.read_text().splitlines() if "=" in line)
+        had = int(props["advertised.listeners"].split(",")[0].rsplit(":", 1)[1])
+        if self.port and self.port != had:  # STREAMS_KAFKA_PORT changed: move the client listener
+            for key in ("listeners", "advertised.listeners"):
+                props[key] = props[key].replace(f"PLAINTEXT://127.0.0.1:{had}", f"PLAINTEXT://127.0.0.1:{self.port}")
+            config.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        self.port = self.port or had
+        for port in (self.port, int(props["controller.quorum.voters"].rsplit(":", 1)[1])):
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    raise BrokerError(f"port {port} of the local broker in {self.data_dir} is taken by another "
+                                      "process: stop it, or set STREAMS_KAFKA_PORT to move the broker")
         self._java = [*java, "kafka.Kafka", str(config)]
         return self._launch(timeout, detach)
 
@@ -231,15 +261,29 @@ def read_state(settings: Settings) -> dict | None:
     return state
 
 
+def data_dir(settings: Settings) -> Path:
+    """Where the background broker keeps its data, across restarts."""
+    return settings.home / "kafka-data"
+
+
 def start_background(settings: Settings) -> dict:
-    """Start a broker that outlives this process; remember where it is."""
+    """Start a broker that outlives this process, on the data (and port) it had; remember where it is."""
     if (state := read_state(settings)) is not None:
         return state
-    kafka = LocalKafka(home=settings.home, port=settings.kafka_port).start(detach=True)
+    kafka = LocalKafka(home=settings.home, port=settings.kafka_port, data_dir=data_dir(settings))
+    kafka.start(detach=True, keep=True)
     assert kafka.proc is not None
     state = {"pid": kafka.proc.pid, "bootstrap": kafka.bootstrap, "data_dir": str(kafka.data_dir)}
     state_path(settings).write_text(json.dumps(state))
     return state
+
+
+def reset_background(settings: Settings) -> bool:
+    """Stop the background broker and delete its data; the next start formats a new one."""
+    stop_background(settings)
+    existed = data_dir(settings).exists()
+    shutil.rmtree(data_dir(settings), ignore_errors=True)
+    return existed
 
 
 def stop_background(settings: Settings, timeout: float = 30.0) -> bool:

@@ -3,8 +3,10 @@ Prometheus Alertmanager.
 
 Forwarders read with their own consumer group and commit an alert's offset only after it was
 delivered or dead-lettered (to ``alerts.deadletter``, with the reason and the alert), so nothing
-is lost when a forwarder restarts; a receiver may see an alert twice after a crash and can drop
-repeats by the alert's deterministic id.
+is lost when a forwarder restarts. Repeats stop at the door: the pipeline is at-least-once, so a
+replay after a worker's crash can send an alert again (with the same deterministic id), and the
+follower and the forwarders remember the ids they showed or delivered (:class:`SeenIds`, bounded,
+kept in ``STREAMS_HOME`` across restarts) and drop such repeats.
 
 With ``STREAMS_WEBHOOK_SECRET`` set, every delivery is signed the way Stripe signs its webhooks: a
 ``Streams-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`` header, so a receiver
@@ -21,6 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 from pydantic import SecretStr
@@ -74,6 +77,43 @@ def matches(alert: Alert, min_severity: str | None, rules: list[str] | None) -> 
     if min_severity and SEVERITIES.index(alert.severity) < SEVERITIES.index(min_severity):
         return False
     return not rules or alert.rule_id in rules
+
+
+class SeenIds:
+    """The last ``limit`` alert ids shown or delivered, remembered in a file across restarts.
+
+    An append-only file of ids (one per line, flushed at once), rewritten with the newest ``limit``
+    when it grows past twice that. An id is written *after* its delivery: a crash between the two
+    is the one way a repeat still gets through."""
+
+    def __init__(self, path: Path, limit: int = 100_000) -> None:
+        self.path, self.limit = path, limit
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lines = path.read_text(encoding="utf-8").split() if path.exists() else []
+        self.ids: dict[str, None] = dict.fromkeys(lines[-limit:])  # insertion-ordered: oldest first
+        self.written = len(lines)
+
+    @classmethod
+    def for_reader(cls, settings: Settings, name: str) -> SeenIds:
+        """The memory of one reader of this deployment's alerts (``follow``, ``forward-webhook-<group>``)."""
+        return cls(settings.home / "seen" / f"{settings.topic_prefix}{settings.app_id}.{name}.ids")
+
+    def __contains__(self, alert_id: str) -> bool:
+        return alert_id in self.ids
+
+    def add(self, alert_id: str) -> None:
+        if alert_id in self.ids:
+            return
+        self.ids[alert_id] = None
+        if len(self.ids) > self.limit:
+            del self.ids[next(iter(self.ids))]
+        self.written += 1
+        if self.written > 2 * self.limit:  # compact: keep the newest
+            self.path.write_text("".join(f"{i}\n" for i in self.ids), encoding="utf-8")
+            self.written = len(self.ids)
+        else:
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write(f"{alert_id}\n")
 
 
 class PermanentFailure(DeliveryError):
@@ -166,18 +206,25 @@ class AlertmanagerForwarder(WebhookForwarder):
 
 
 def forward(forwarder: WebhookForwarder, settings: Settings, bootstrap: str, group: str,
-            stop_after_idle: float | None = None) -> dict[str, int]:
-    """Deliver every alert of the group's backlog and then new ones; returns counts by outcome."""
+            stop_after_idle: float | None = None, seen: SeenIds | None = None) -> dict[str, int]:
+    """Deliver every alert of the group's backlog and then new ones, each id once; returns counts by
+    outcome (``repeats``: alerts already delivered, dropped)."""
     from kafka import KafkaProducer
 
+    seen = seen or SeenIds.for_reader(settings, f"forward-{group}")
     consumer = alert_consumer(settings, bootstrap, group, from_beginning=True)
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", **client_options(settings))
-    counts = {"delivered": 0, "dead_lettered": 0}
+    counts = {"delivered": 0, "dead_lettered": 0, "repeats": 0}
     try:
         with httpx.Client() as client:
             for alert, record in follow(consumer, stop_after_idle):
+                if alert.id in seen:
+                    counts["repeats"] += 1
+                    consumer.commit()
+                    continue
                 try:
                     forwarder.deliver(alert, client)
+                    seen.add(alert.id)
                     counts["delivered"] += 1
                 except (PermanentFailure, httpx.HTTPError) as exc:
                     letter = dead_letter(record.value, "forward", "delivery_failed", str(exc)[:500], alert.id)

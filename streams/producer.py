@@ -28,6 +28,16 @@ class PublishReport:
     ids: list[str] = field(default_factory=list)
 
 
+def raw_key(data: bytes) -> bytes | None:
+    """The ``id`` of a message that is a JSON object with one, as the Kafka key; None otherwise."""
+    try:
+        obj = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    article_id = obj.get("id") if isinstance(obj, dict) else None
+    return article_id.encode() if isinstance(article_id, str) and article_id else None
+
+
 class ArticleProducer:
     """``publish(article)`` / ``publish_many(articles)`` onto ``articles.raw``."""
 
@@ -58,8 +68,10 @@ class ArticleProducer:
         return parsed.id
 
     def publish_raw(self, data: bytes, key: bytes | None = None) -> None:
-        """Send bytes as they are, unvalidated (load tests and fault injection)."""
-        self.kafka.send(self.topic, key=key, value=data)
+        """Send bytes as they are, unvalidated (load tests and fault injection). Without ``key``, a
+        JSON object with a string ``id`` is keyed by it, as every other way in keys articles, so an
+        exact resend lands on its original's partition."""
+        self.kafka.send(self.topic, key=key if key is not None else raw_key(data), value=data)
 
     def publish_many(self, articles: Iterable[RawArticle | dict | str | bytes]) -> PublishReport:
         report = PublishReport()

@@ -126,6 +126,7 @@ class TopicReader:
     settings: Settings
     bootstrap: str
     events: dict[str, list[dict]] = field(default_factory=dict)
+    times: dict[str, list[float]] = field(default_factory=dict)  # each event's Kafka timestamp, in seconds
 
     def __post_init__(self) -> None:
         from kafka import KafkaConsumer
@@ -136,6 +137,7 @@ class TopicReader:
                                       enable_auto_commit=False, group_id=None, isolation_level="read_committed",
                                       consumer_timeout_ms=200, fetch_max_bytes=64 * 1024 * 1024)
         self.events = {t: [] for t in OUTPUT_TOPICS}
+        self.times = {t: [] for t in OUTPUT_TOPICS}
 
     def poll(self, timeout_ms: int = 500) -> list[tuple[str, dict]]:
         """New events since the last poll, as (logical topic, event)."""
@@ -146,6 +148,7 @@ class TopicReader:
             for r in records:
                 event = json.loads(r.value)
                 self.events[topic].append(event)
+                self.times[topic].append(r.timestamp / 1000)
                 out.append((topic, event))
         return out
 

@@ -31,7 +31,8 @@ class Settings(BaseSettings):
         default=Path.home() / ".cache" / "streams",
         description="Where the local broker keeps its jars, data and pid file.",
     )
-    kafka_port: int = Field(default=0, description="Port of the local broker; 0 picks a free one.")
+    kafka_port: int = Field(default=0, description="Port of the local broker; 0: the one it had, or a free one "
+                            "when it starts for the first time.")
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         default="PLAINTEXT", description="How every Kafka client (workers, producers, consumers, admin) connects.")
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
@@ -63,6 +64,12 @@ class Settings(BaseSettings):
     rules: Path = Field(default=DATA_DIR / "rules.yaml")
 
     lag_interval: float = Field(default=5.0, gt=0, description="Seconds between consumer-lag measurements.")
+    worker_id: str | None = Field(
+        default=None, description="The worker's static group membership id (Kafka group.instance.id), stable across "
+        "its restarts and unique in the group; default: <hostname>-<STREAMS_WEB_PORT>.")
+    session_timeout: float = Field(
+        default=10.0, ge=6, le=300, description="Seconds without heartbeats after which the group gives a worker's "
+        "partitions to the others (Kafka's session.timeout.ms): how long a dead or stalled worker's share waits.")
     burst_factor: float = Field(default=4.0, gt=1, description="Burst: recent rate over baseline.")
     burst_min_count: int = Field(default=10, ge=1, description="Burst: mentions needed in the recent window.")
     burst_recent_minutes: int = Field(default=60, ge=1)

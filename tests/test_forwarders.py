@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from streams.broker import free_port
-from streams.consumers import AlertmanagerForwarder, PermanentFailure, WebhookForwarder, forward
+from streams.consumers import AlertmanagerForwarder, PermanentFailure, SeenIds, WebhookForwarder, forward
 from streams.events import Alert, Evidence
 from tests.conftest import Pipeline, require, wait_http
 
@@ -109,7 +109,7 @@ def test_forwarder_delivers_from_kafka_and_dead_letters_refusals(pipeline: Pipel
                          "fwd-test", stop_after_idle=2)
     finally:
         receiver.close()
-    assert counts == {"delivered": 2, "dead_lettered": 1}
+    assert counts == {"delivered": 2, "dead_lettered": 1, "repeats": 0}
     assert sorted(r["id"] for r in receiver.received) == ["a1", "a3"]
     consumer = KafkaConsumer(pipeline.settings.topic("alerts.deadletter"), bootstrap_servers=pipeline.bootstrap,
                              auto_offset_reset="earliest", consumer_timeout_ms=3000)
@@ -120,7 +120,40 @@ def test_forwarder_delivers_from_kafka_and_dead_letters_refusals(pipeline: Pipel
     # committed: a second run of the same group has nothing left to do
     again = forward(WebhookForwarder(receiver.url), pipeline.settings, pipeline.bootstrap, "fwd-test",
                     stop_after_idle=2)
-    assert again == {"delivered": 0, "dead_lettered": 0}
+    assert again == {"delivered": 0, "dead_lettered": 0, "repeats": 0}
+
+
+def test_seen_ids_are_bounded_and_kept_across_restarts(tmp_path: Path) -> None:
+    path = tmp_path / "seen" / "x.ids"
+    seen = SeenIds(path, limit=3)
+    for i in range(5):
+        seen.add(f"a{i}")
+        seen.add(f"a{i}")  # a repeat is not written twice
+    assert "a0" not in seen and "a1" not in seen and all(f"a{i}" in seen for i in (2, 3, 4))
+    again = SeenIds(path, limit=3)  # a restart reads what the file kept
+    assert list(again.ids) == ["a2", "a3", "a4"]
+    for i in range(5, 12):
+        again.add(f"a{i}")
+    assert len(path.read_text().split()) <= 2 * 3  # compacted, never more than twice the limit
+    assert list(SeenIds(path, limit=3).ids) == ["a9", "a10", "a11"]
+
+
+@pytest.mark.kafka
+def test_a_replayed_alert_reaches_the_receiver_once(pipeline: Pipeline) -> None:
+    """The pipeline is at-least-once: after a crash an alert can come again with its id."""
+    publish_alerts(pipeline, [alert("r1"), alert("r2"), alert("r1")])
+    receiver = Receiver()
+    try:
+        counts = forward(WebhookForwarder(receiver.url), pipeline.settings, pipeline.bootstrap, "fwd-once",
+                         stop_after_idle=2)
+        publish_alerts(pipeline, [alert("r2"), alert("r3")])  # replays after the forwarder's own restart
+        again = forward(WebhookForwarder(receiver.url), pipeline.settings, pipeline.bootstrap, "fwd-once",
+                        stop_after_idle=2)
+    finally:
+        receiver.close()
+    assert counts == {"delivered": 2, "dead_lettered": 0, "repeats": 1}
+    assert again == {"delivered": 1, "dead_lettered": 0, "repeats": 1}
+    assert [r["id"] for r in receiver.received] == ["r1", "r2", "r3"]
 
 
 def test_alertmanager_forwarder_against_a_real_alertmanager(tmp_path: Path) -> None:
@@ -157,6 +190,8 @@ def test_streams_alerts_prints_and_filters(pipeline: Pipeline) -> None:
     lines = subprocess.run([*cmd, "--severity", "high"], env=env, capture_output=True, text=True,
                            timeout=60).stdout.splitlines()
     assert len(lines) == 2 and {line.split("]")[0].split("[")[1].strip() for line in lines} == {"HIGH", "CRITICAL"}
+    # c1 was shown by the run before (an alert is shown once, across runs); c2 is new
+    publish_alerts(pipeline, [alert("c2", rule="other", severity="low")])
     out = subprocess.run([*cmd, "--json", "--rule", "other"], env=env, capture_output=True, text=True,
                          timeout=60).stdout
-    assert [json.loads(x)["id"] for x in out.splitlines()] == ["c1"]
+    assert [json.loads(x)["id"] for x in out.splitlines()] == ["c2"]
