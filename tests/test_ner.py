@@ -115,3 +115,19 @@ def test_the_training_gazetteer_draws_on_census_names_places_and_the_knowledge_b
     # a snapshot ships with the model, where its component reads it back
     shipped = spacy.load(DATA_DIR / "ner").get_pipe("gazetteer")
     assert set(shipped.lists) == set(CATEGORIES) and "Smith" in shipped.lists["LAST"]
+
+
+def test_the_shipped_model_reads_pretrained_vectors_by_lower_case(tmp_path: Path) -> None:
+    """GloVe's rows are lower-cased words: "Germany" and "BERLIN" must find theirs. spaCy 3.8 does
+    not save a vectors table's key attribute, so training writes it back (streams.ner.keep_vector_attr)."""
+    from streams.ner import keep_vector_attr
+
+    nlp = spacy.load(DATA_DIR / "ner")
+    assert nlp.vocab.vectors.attr == spacy.attrs.LOWER and nlp.vocab.vectors.shape[1] == 50
+    assert all(t.has_vector for t in nlp.make_doc("Germany BERLIN markets"))
+    rows = nlp.vocab.vectors.shape[0]
+    assert 50_000 <= rows <= 100_000  # the pruned table: frequent words plus the training words
+    nlp.to_disk(tmp_path / "copy")
+    assert spacy.load(tmp_path / "copy").vocab.vectors.attr != spacy.attrs.LOWER  # what spaCy loses
+    keep_vector_attr(tmp_path / "copy", "LOWER")
+    assert spacy.load(tmp_path / "copy").vocab.vectors.attr == spacy.attrs.LOWER
