@@ -31,8 +31,8 @@ eval-pages: $(STAMP)  ## the clean stage on 2,008 real pages: both paths, each d
 train-clean: $(STAMP)  ## retrain the clean stage's article detector (streams/data/article) on the real pages
 	$(BIN)/streams train-clean --corpus ../shared/corpus/webpages.jsonl.gz
 
-train-ner: $(STAMP)  ## retrain the shipped NER (streams/data/ner): CoNLL-2003, word vectors from the BBC text
-	$(BIN)/streams train-ner --conll ../shared/corpus/conll2003 --text ../shared/corpus/bbc.jsonl
+train-ner: $(STAMP)  ## retrain the shipped NER (streams/data/ner): CoNLL-2003 train+dev, GloVe 6B 50d vectors
+	$(BIN)/streams train-ner --conll ../shared/corpus/conll2003 --with-dev
 
 schemas: $(STAMP)  ## regenerate schemas/ from the event models
 	$(BIN)/streams schemas

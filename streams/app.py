@@ -26,6 +26,7 @@ from streams.events import CleanArticle, DeadLetter, MentionBatch, TaggedArticle
 from streams.ingest import IngestTokens, handle_post
 from streams.metrics import Metrics
 from streams.schemas import openapi
+from streams.seek_fence import install as install_seek_fence
 from streams.settings import Settings, get_settings
 from streams.stages import clean_message, traceback_summary
 from streams.stages.alert import RuleEngine, load_rules
@@ -34,6 +35,8 @@ from streams.stages.dedup import Deduplicator, mark_duplicate, mark_unique
 from streams.stages.tag import Tagger
 from streams.stages.validate import dead_letter
 from streams.topics import MAX_MESSAGE_BYTES
+
+install_seek_fence()  # faust can skip inputs that were fetched before a seek: see streams/seek_fence.py
 
 
 class StreamsApp(faust.App):

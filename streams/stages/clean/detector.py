@@ -11,7 +11,7 @@ page's article region lies), which is what prefers one contiguous article over s
 teasers and comments. A third small model picks the headline line when the producer sent no title.
 
 The models are oblivious trees (CatBoost's: every level of a tree asks one question), stored as
-arrays in ``streams/data/article-model.npz`` and evaluated here with numpy alone: a few array
+arrays in ``streams/data/article/model.npz`` and evaluated here with numpy alone: a few array
 operations per page, no training library at run time. ``streams train-clean`` retrains them from
 the real-page corpus (:mod:`streams.tools.train_clean`).
 """
