@@ -12,31 +12,39 @@ keeps flowing. Run it with ``streams worker``.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import socket
 import time
 from datetime import UTC, datetime
-from functools import cached_property
+from functools import cached_property, partial
 
 import faust
 
-from streams.broker import bootstrap_servers, client_options, faust_credentials
-from streams.events import CleanArticle, DeadLetter, MentionBatch, TaggedArticle
-from streams.ingest import IngestTokens, handle_post
+from streams import step
+from streams.build import Stages
+from streams.contract.events import Alert, CleanArticle, DeadLetter, MentionBatch, TaggedArticle
+from streams.contract.schemas import openapi
+from streams.contract.topics import (
+    ALERTS,
+    BY_NAME,
+    CLEAN,
+    DEADLETTER,
+    DUPLICATES,
+    MAX_MESSAGE_BYTES,
+    MENTIONS,
+    RAW,
+    TAGGED,
+    TOPICS,
+    UNIQUE,
+)
+from streams.kafka import connection
+from streams.kafka.connection import bootstrap_servers, faust_credentials
 from streams.metrics import Metrics
-from streams.schemas import openapi
-from streams.seek_fence import install as install_seek_fence
 from streams.settings import Settings, get_settings
-from streams.stages import clean_message, traceback_summary
-from streams.stages.alert import RuleEngine, load_rules
-from streams.stages.burst import BurstConfig, BurstDetector, burst_alert, mention_batches
-from streams.stages.dedup import Deduplicator, mark_duplicate, mark_unique
-from streams.stages.tag import Tagger
-from streams.stages.validate import dead_letter
-from streams.topics import MAX_MESSAGE_BYTES
-
-install_seek_fence()  # faust can skip inputs that were fetched before a seek: see streams/seek_fence.py
+from streams.sources.ingest import IngestTokens, handle_post
+from streams.stages.burst import burst_alert, mention_batches
+from streams.stages.clean import clean_message
+from streams.stages.dedup import Verdict, mark_duplicate, mark_unique
 
 
 class StreamsApp(faust.App):
@@ -74,9 +82,8 @@ class StreamsApp(faust.App):
         )
 
     @cached_property
-    def tagger(self) -> Tagger:
-        s = self.settings
-        return Tagger.from_settings(s)
+    def stages(self) -> Stages:
+        return Stages(self.settings)
 
     @cached_property
     def ingest_tokens(self) -> IngestTokens:
@@ -85,14 +92,7 @@ class StreamsApp(faust.App):
     @cached_property
     def admin(self):
         """A kafka-python admin client for the lag probe (blocking: used from an executor)."""
-        from kafka import KafkaAdminClient
-
-        return KafkaAdminClient(bootstrap_servers=bootstrap_servers(self.settings), client_id=f"{self.conf.id}-lag",
-                                **client_options(self.settings))
-
-    @cached_property
-    def rules(self) -> list:
-        return load_rules(self.settings.rules, set(self.tagger.kb.entities))
+        return connection.admin(self.settings, client_id=f"{self.conf.id}-lag")
 
 
 class StreamsWorker(faust.Worker):
@@ -109,18 +109,18 @@ app = StreamsApp(get_settings())
 settings, metrics = app.settings, app.metrics
 
 
-def _topic(name: str, partitions: int | None = None) -> faust.TopicT:
-    return app.topic(settings.topic(name), value_type=bytes, key_type=bytes, partitions=partitions)
+def _topic(name: str) -> faust.TopicT:
+    return app.topic(settings.topic(name), value_type=bytes, key_type=bytes, partitions=BY_NAME[name].partitions)
 
 
-raw_topic = _topic("articles.raw")
-clean_topic = _topic("articles.clean", partitions=1)
-unique_topic = _topic("articles.unique")
-duplicates_topic = _topic("articles.duplicates")
-tagged_topic = _topic("articles.tagged")
-alerts_topic = _topic("alerts")
-deadletter_topic = _topic("articles.deadletter")
-mentions_topic = _topic("entity.mentions")
+raw_topic = _topic(RAW)
+clean_topic = _topic(CLEAN)
+unique_topic = _topic(UNIQUE)
+duplicates_topic = _topic(DUPLICATES)
+tagged_topic = _topic(TAGGED)
+alerts_topic = _topic(ALERTS)
+deadletter_topic = _topic(DEADLETTER)
+mentions_topic = _topic(MENTIONS)
 
 # Dedup state: one changelog-backed table (its lookup indexes are derived in memory), one partition
 # like the topic that feeds it.
@@ -144,27 +144,13 @@ async def send_dead_letter(stage: str, letter: DeadLetter, event: faust.EventT) 
     await deadletter_topic.send(key=(letter.id or "").encode() or None, value=letter.dumps())
 
 
-async def stage_failed(stage: str, event: faust.EventT, exc: BaseException) -> None:
-    """A bug or a poison message: dead-letter it with the traceback summary and carry on."""
-    data = event.value if isinstance(event.value, bytes) else bytes(event.value or b"")
-    msg_id = event.key.decode("utf-8", "replace") if isinstance(event.key, bytes) else None
-    try:  # the input's coordinates on articles.raw, when the event still carries them
-        raw_ref = json.loads(data).get("raw_ref")
-    except (ValueError, AttributeError):
-        raw_ref = None
-    letter = dead_letter(data, stage, "stage_error", traceback_summary(exc), msg_id, raw_ref=raw_ref)
-    await send_dead_letter(stage, letter, event)
-
-
 @app.agent(raw_topic)
 async def clean(stream: faust.StreamT) -> None:
     async for event in stream.events():
-        metrics.articles_in.labels("clean").inc()
-        started = time.perf_counter()
         ingested = datetime.fromtimestamp(event.message.timestamp, UTC)
         raw_ref = f"{event.message.partition}:{event.message.offset}"
-        out = clean_message(event.value or b"", ingested, settings.max_body_bytes, raw_ref)
-        metrics.stage_seconds.labels("clean").observe(time.perf_counter() - started)
+        out = step.run(metrics, "clean", event.value, event.key, partial(
+            clean_message, ingested_at=ingested, max_body_bytes=settings.max_body_bytes, raw_ref=raw_ref))
         if isinstance(out, DeadLetter):
             await send_dead_letter("clean", out, event)
             continue
@@ -175,21 +161,22 @@ async def clean(stream: faust.StreamT) -> None:
 
 @app.agent(clean_topic)
 async def dedup(stream: faust.StreamT) -> None:
-    dedup_state = Deduplicator.from_settings(settings, dedup_signatures)
+    dedup_state = app.stages.dedup(dedup_signatures)
+
+    def check(data: bytes) -> tuple[CleanArticle, Verdict]:
+        article = CleanArticle.model_validate_json(data)
+        return article, dedup_state.check(article)
+
     next_expiry = 0.0
     async for event in stream.events():
-        metrics.articles_in.labels("dedup").inc()
-        started = time.perf_counter()
-        if started >= next_expiry:  # tables change only inside stream iteration, so expire here
+        if time.perf_counter() >= next_expiry:  # tables change only inside stream iteration, so expire here
             dedup_state.expire(time.time())
-            next_expiry = started + settings.dedup_expire_interval
-        try:
-            article = CleanArticle.model_validate_json(event.value)
-            verdict = dedup_state.check(article)
-        except Exception as exc:
-            await stage_failed("dedup", event, exc)
+            next_expiry = time.perf_counter() + settings.dedup_expire_interval
+        out = step.run(metrics, "dedup", event.value, event.key, check)
+        if isinstance(out, DeadLetter):
+            await send_dead_letter("dedup", out, event)
             continue
-        metrics.stage_seconds.labels("dedup").observe(time.perf_counter() - started)
+        article, verdict = out
         metrics.dedup_state.set(len(dedup_signatures))
         if verdict.is_duplicate:
             metrics.duplicates.labels(verdict.kind).inc()
@@ -210,17 +197,13 @@ async def tag(stream: faust.StreamT) -> None:
     after its outputs are sent, and lost none. Batches would make tagging with the shipped NER about
     10 % faster (measured in-process, 8 articles per ``nlp.pipe`` call); that needs an ack-safe way
     to batch."""
-    tagger = app.tagger
+    tagger = app.stages.tagger
     async for event in stream.events():
-        metrics.articles_in.labels("tag").inc()
-        started = time.perf_counter()
-        try:
-            article = CleanArticle.model_validate_json(event.value)
-            tagged = tagger.tag(article)
-        except Exception as exc:
-            await stage_failed("tag", event, exc)
+        tagged = step.run(metrics, "tag", event.value, event.key,
+                          lambda data: tagger.tag(CleanArticle.model_validate_json(data)))
+        if isinstance(tagged, DeadLetter):
+            await send_dead_letter("tag", tagged, event)
             continue
-        metrics.stage_seconds.labels("tag").observe(time.perf_counter() - started)
         await tagged_topic.send(key=tagged.story.encode(), value=tagged.dumps())
         for partition, batch in mention_batches([tagged], settings.partitions).items():
             await mentions_topic.send(value=batch.dumps(), partition=partition)
@@ -230,17 +213,18 @@ async def tag(stream: faust.StreamT) -> None:
 
 @app.agent(tagged_topic)
 async def alert(stream: faust.StreamT) -> None:
-    engine = RuleEngine(app.rules, alerts_fired)
+    engine = app.stages.alerts(alerts_fired)
+
+    def evaluate(data: bytes) -> tuple[TaggedArticle, list[Alert]]:
+        article = TaggedArticle.model_validate_json(data)
+        return article, engine.evaluate(article, now())
+
     async for event in stream.events():
-        metrics.articles_in.labels("alert").inc()
-        started = time.perf_counter()
-        try:
-            article = TaggedArticle.model_validate_json(event.value)
-            alerts = engine.evaluate(article, now())
-        except Exception as exc:
-            await stage_failed("alert", event, exc)
+        out = step.run(metrics, "alert", event.value, event.key, evaluate)
+        if isinstance(out, DeadLetter):
+            await send_dead_letter("alert", out, event)
             continue
-        metrics.stage_seconds.labels("alert").observe(time.perf_counter() - started)
+        article, alerts = out
         for a in alerts:
             metrics.alerts.labels(a.rule_id, a.severity).inc()
             await alerts_topic.send(key=a.id.encode(), value=a.dumps())
@@ -250,9 +234,7 @@ async def alert(stream: faust.StreamT) -> None:
 
 @app.agent(mentions_topic)
 async def bursts(stream: faust.StreamT) -> None:
-    detector = BurstDetector(burst_counts, BurstConfig(
-        recent_minutes=settings.burst_recent_minutes, baseline_hours=settings.burst_baseline_hours,
-        factor=settings.burst_factor, min_count=settings.burst_min_count))
+    detector = app.stages.bursts(burst_counts)
     next_expiry = 0.0
     async for event in stream.events():
         try:
@@ -271,8 +253,8 @@ async def bursts(stream: faust.StreamT) -> None:
                 await alerts_topic.send(key=a.id.encode(), value=a.dumps())
 
 
-LOGICAL_TOPICS = {settings.topic(t): t for t in ("articles.raw", "articles.clean", "articles.unique",
-                                                 "articles.tagged")}
+# the lag probe's topics: those the pipeline's agents read (the internal mentions are not work waiting)
+LOGICAL_TOPICS = {settings.topic(t.name): t.name for t in TOPICS if t.agent and t.role != "internal"}
 
 
 @app.timer(interval=settings.lag_interval)

@@ -46,8 +46,8 @@ def cmd_kafka(args: argparse.Namespace) -> int:
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
-    from streams.broker import bootstrap_servers
-    from streams.topics import ensure_topics, topic_specs
+    from streams.contract.topics import ensure_topics, topic_specs
+    from streams.kafka.connection import bootstrap_servers
 
     settings = get_settings()
     created = ensure_topics(settings, bootstrap_servers(settings))
@@ -57,9 +57,9 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from streams.broker import bootstrap_servers
-    from streams.ingest import IngestTokens, check_open_door
-    from streams.topics import ensure_topics
+    from streams.contract.topics import ensure_topics
+    from streams.kafka.connection import bootstrap_servers
+    from streams.sources.ingest import IngestTokens, check_open_door
 
     settings = get_settings()
     warning = check_open_door(settings, IngestTokens.from_settings(settings))
@@ -69,7 +69,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     ensure_topics(settings, bootstrap_servers(settings))
     from streams.app import StreamsWorker, app
 
-    app.tagger  # noqa: B018  load the NER before joining the group: a bad model fails here, and a
+    app.stages.tagger  # noqa: B018  load the NER before joining the group: a bad model fails here, and a
     # seconds-long load inside the running event loop would stall the worker's first rebalance
     worker = StreamsWorker(app, loglevel=args.loglevel, redirect_stdouts=False)
     worker.execute_from_commandline()
@@ -79,9 +79,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_produce(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from streams.broker import bootstrap_servers
-    from streams.ingest import RateLimiter, file_messages
-    from streams.producer import ArticleProducer, PublishReport
+    from streams.kafka.connection import bootstrap_servers
+    from streams.sources.ingest import RateLimiter, file_messages
+    from streams.sources.producer import ArticleProducer, PublishReport
 
     settings = get_settings()
     source = Path(args.file)
@@ -104,9 +104,9 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
 
 def cmd_poll(args: argparse.Namespace) -> int:
-    from streams.broker import bootstrap_servers
-    from streams.producer import ArticleProducer
-    from streams.rss import PollConfig, Poller, PollState
+    from streams.kafka.connection import bootstrap_servers
+    from streams.sources.producer import ArticleProducer
+    from streams.sources.rss import PollConfig, Poller, PollState
 
     settings = get_settings()
     config = PollConfig.load(Path(args.feeds))
@@ -136,8 +136,8 @@ def _as_raw_message(args: argparse.Namespace) -> bytes:
 
 def _clean_or_tagged(args: argparse.Namespace):
     """A clean article (or a dead letter) from raw, clean or tagged JSON, text or HTML."""
-    from streams.events import CleanArticle, TaggedArticle
-    from streams.stages import clean_message
+    from streams.contract.events import CleanArticle, TaggedArticle
+    from streams.stages.clean import clean_message
 
     data = _as_raw_message(args)
     try:
@@ -151,15 +151,16 @@ def _clean_or_tagged(args: argparse.Namespace):
     return clean_message(data, datetime.now(UTC), get_settings().max_body_bytes)
 
 
-def _tagger():
-    from streams.stages.tag import Tagger
+def _stages(rules: str | None = None):
+    """The stages as the worker builds them; ``rules`` overrides ``STREAMS_RULES``."""
+    from streams.build import Stages
 
-    s = get_settings()
-    return Tagger.from_settings(s)
+    settings = get_settings()
+    return Stages(settings.model_copy(update={"rules": Path(rules)}) if rules else settings)
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
-    from streams.stages import clean_message
+    from streams.stages.clean import clean_message
 
     _emit(clean_message(_as_raw_message(args), datetime.now(UTC), get_settings().max_body_bytes))
     return 0
@@ -167,7 +168,7 @@ def cmd_clean(args: argparse.Namespace) -> int:
 
 def _tagged(args: argparse.Namespace, tagger):
     """The input as a tagged article, or None after printing its dead letter."""
-    from streams.events import DeadLetter, TaggedArticle
+    from streams.contract.events import DeadLetter, TaggedArticle
 
     article = _clean_or_tagged(args)
     if isinstance(article, DeadLetter):
@@ -177,21 +178,18 @@ def _tagged(args: argparse.Namespace, tagger):
 
 
 def cmd_tag(args: argparse.Namespace) -> int:
-    tagged = _tagged(args, _tagger())
+    tagged = _tagged(args, _stages().tagger)
     if tagged is not None:
         _emit(tagged)
     return 0 if tagged is not None else 1
 
 
 def cmd_alert(args: argparse.Namespace) -> int:
-    from streams.stages.alert import RuleEngine, load_rules
-
-    tagger = _tagger()
-    tagged = _tagged(args, tagger)
+    stages = _stages(args.rules)
+    tagged = _tagged(args, stages.tagger)
     if tagged is None:
         return 1
-    rules = load_rules(Path(args.rules) if args.rules else get_settings().rules, set(tagger.kb.entities))
-    for alert in RuleEngine(rules).evaluate(tagged):
+    for alert in stages.alerts().evaluate(tagged):
         print(alert.model_dump_json())
     return 0
 
@@ -212,8 +210,8 @@ def cmd_rules(args: argparse.Namespace) -> int:
 def cmd_eval_ner(args: argparse.Namespace) -> int:
     import spacy
 
-    from streams.ner import evaluate_conll
     from streams.stages.tag import build_nlp
+    from streams.tools.ner import evaluate_conll
 
     s = get_settings()
     nlp = build_nlp(s.spacy_model, s.knowledge_base)
@@ -231,7 +229,7 @@ def cmd_eval_ner(args: argparse.Namespace) -> int:
 
 
 def cmd_train_ner(args: argparse.Namespace) -> int:
-    from streams.ner import DEFAULT_OUTPUT, train
+    from streams.tools.ner import DEFAULT_OUTPUT, train
 
     out = train(Path(args.conll), Path(args.out) if args.out else DEFAULT_OUTPUT,
                 text=Path(args.text) if args.text else None, glove=not args.no_glove, with_dev=args.with_dev)
@@ -265,7 +263,7 @@ def cmd_eval_pages(args: argparse.Namespace) -> int:
 
 
 def cmd_schemas(args: argparse.Namespace) -> int:
-    from streams.schemas import check_schemas, write_schemas
+    from streams.contract.schemas import check_schemas, write_schemas
 
     if args.check:
         stale = check_schemas()
@@ -278,7 +276,7 @@ def cmd_schemas(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from streams.evaluate import evaluate, print_report
+    from streams.tools.evaluate import evaluate, print_report
 
     report = evaluate(Path(args.feed), Path(args.gold), progress=not args.json)
     if args.json:
@@ -289,8 +287,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_alerts(args: argparse.Namespace) -> int:
-    from streams.broker import bootstrap_servers
-    from streams.consumers import SeenIds, alert_consumer, follow, format_alert, matches
+    from streams.kafka.connection import bootstrap_servers
+    from streams.sinks.consumers import SeenIds, alert_consumer, follow, format_alert, matches
 
     settings = get_settings()
     seen = SeenIds.for_reader(settings, "follow")
@@ -306,8 +304,8 @@ def cmd_alerts(args: argparse.Namespace) -> int:
 
 
 def cmd_forward(args: argparse.Namespace) -> int:
-    from streams.broker import bootstrap_servers
-    from streams.consumers import AlertmanagerForwarder, WebhookForwarder, forward
+    from streams.kafka.connection import bootstrap_servers
+    from streams.sinks.consumers import AlertmanagerForwarder, WebhookForwarder, forward
 
     settings = get_settings()
     kind = AlertmanagerForwarder if args.kind == "alertmanager" else WebhookForwarder
@@ -320,13 +318,13 @@ def cmd_forward(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from streams.demo import run_demo
+    from streams.tools.demo import run_demo
 
     return run_demo(limit=args.limit, corpus=Path(args.corpus) if args.corpus else None)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from streams.bench import run_bench
+    from streams.tools.bench import run_bench
 
     run_bench(Path(args.corpus), args.articles, args.workers or [1, 2], args.rate, args.fixed_seconds,
               Path(args.out), args.json)

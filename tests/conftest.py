@@ -18,10 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker import LocalKafka, client_options, free_port, kafka_version
-from streams.runner import TopicReader, Worker, worker_env
+from streams.contract.topics import MAX_MESSAGE_BYTES, ensure_topics
+from streams.kafka.connection import client_options
 from streams.settings import Settings
-from streams.topics import MAX_MESSAGE_BYTES, ensure_topics
+from streams.tools.broker import LocalKafka, free_port, kafka_version
+from streams.tools.runner import TopicReader, Worker, worker_env
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"

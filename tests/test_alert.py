@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.events import Entity, TaggedArticle, Topic
+from streams.contract.events import Entity, TaggedArticle, Topic
 from streams.settings import get_settings
 from streams.stages.alert import RuleEngine, RulesError, alert_id, load_rules, parse_window
 

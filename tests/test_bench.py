@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from streams.bench import bench_articles, run_bench
 from streams.settings import Settings
-from streams.stages import clean_message
+from streams.stages.clean import clean_message
 from streams.stages.dedup import Deduplicator
+from streams.tools.bench import bench_articles, run_bench
 from tests.conftest import CORPUS, require
 
 

@@ -76,7 +76,7 @@ def test_burst_alert_id_is_deterministic() -> None:
 
 
 def test_mention_batches_sum_per_entity_and_minute_on_a_stable_partition() -> None:
-    from streams.events import Entity, TaggedArticle
+    from streams.contract.events import Entity, TaggedArticle
     from streams.stages.burst import mention_batches, mention_partition
 
     def tagged(aid: str, at: datetime, *ids: str) -> TaggedArticle:

@@ -11,9 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streams.events import CleanArticle, DeadLetter
-from streams.stages import clean_message
-from streams.stages.clean import clean_text
+from streams.contract.events import CleanArticle, DeadLetter
+from streams.stages.clean import clean_message, clean_text
 from streams.stages.clean.detector import FEATURES, MODEL_DIR, ArticleModel, Trees
 from streams.tools.eval_pages import evaluate_pages, score
 from streams.tools.train_clean import read_pages

@@ -57,3 +57,10 @@ def test_eval_ner_scores_the_shipped_model_and_the_rule_layer_on_conll_testb() -
     rules = json.loads(streams("eval-ner", "--conll", str(testb), "--json", env={"STREAMS_SPACY_MODEL": "none"}).stdout)
     # without the model the knowledge-base layer is precise on what it knows, and finds far less
     assert rules["overall"]["precision"] > 0.8 and rules["overall"]["recall"] < shipped["overall"]["recall"] / 2
+
+
+def test_a_bad_model_setting_is_a_configuration_error_not_a_traceback(tmp_path: Path) -> None:
+    """Library code raises ConfigError (never SystemExit); the CLI prints what to do and exits 2."""
+    done = streams("tag", "-", stdin=RUSSIA, env={"STREAMS_SPACY_MODEL": str(tmp_path / "no-model")})
+    assert done.returncode == 2, (done.returncode, done.stderr[-500:])
+    assert "STREAMS_SPACY_MODEL" in done.stderr and "Traceback" not in done.stderr

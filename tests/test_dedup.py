@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from streams.events import CleanArticle
+from streams.contract.events import CleanArticle
 from streams.stages.clean import content_hash
 from streams.stages.dedup import Deduplicator, jaccard, mark_duplicate, mark_unique, shingles
 from tests.conftest import CORPUS, require

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from streams.runner import wait_for_group
-from streams.topics import MAX_MESSAGE_BYTES
+from streams.contract.topics import MAX_MESSAGE_BYTES
+from streams.tools.runner import wait_for_group
 from tests.conftest import Pipeline, make_feed
 
 pytestmark = pytest.mark.kafka

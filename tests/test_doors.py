@@ -18,10 +18,10 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from streams.consumers import SIGNATURE_HEADER, WebhookForwarder
 from streams.errors import ConfigError
-from streams.ingest import IngestTokens, check_open_door
 from streams.settings import Settings
+from streams.sinks.consumers import SIGNATURE_HEADER, WebhookForwarder
+from streams.sources.ingest import IngestTokens, check_open_door
 from tests.conftest import ROOT, Pipeline
 from tests.test_forwarders import alert
 from tests.test_ingest import GOOD, raw_messages

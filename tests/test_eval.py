@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.evaluate import evaluate
+from streams.tools.evaluate import evaluate
 from tests.conftest import Feed, make_feed
 
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from streams.broker import free_port
-from streams.consumers import AlertmanagerForwarder, PermanentFailure, SeenIds, WebhookForwarder, forward
-from streams.events import Alert, Evidence
+from streams.contract.events import Alert, Evidence
+from streams.sinks.consumers import AlertmanagerForwarder, PermanentFailure, SeenIds, WebhookForwarder, forward
+from streams.tools.broker import free_port
 from tests.conftest import Pipeline, require, wait_http
 
 NOW = datetime(2026, 9, 5, 12, tzinfo=UTC)

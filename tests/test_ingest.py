@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.producer import ArticleProducer
-from streams.rss import PollConfig, Poller, PollState
+from streams.sources.producer import ArticleProducer
+from streams.sources.rss import PollConfig, Poller, PollState
 from tests.conftest import Pipeline
 
 GOOD = {"id": "g-1", "url": "https://news.example/g-1", "source": "news.example", "title": "Rates held",

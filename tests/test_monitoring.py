@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from streams.broker import free_port
+from streams.tools.broker import free_port
 from tests.conftest import ROOT, Pipeline, make_feed, require, wait_http
 
 PROM = ROOT / "deploy" / "prometheus"

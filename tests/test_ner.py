@@ -12,10 +12,10 @@ from pathlib import Path
 import spacy
 from spacy.training import Example
 
-from streams.gazetteer import Gazetteer
-from streams.ner import iob2, read_conll
 from streams.settings import DATA_DIR
 from streams.stages.tag import Tagger
+from streams.stages.tag.gazetteer import Gazetteer
+from streams.tools.ner import iob2, read_conll
 
 LISTS = {"FIRST": ["Ada"], "LAST": ["Lovelace"], "LOC": ["Zorbania", "New Zorbia"], "ORG": [], "MISC": []}
 TRAIN = [
@@ -105,7 +105,8 @@ def test_a_pipeline_installed_as_a_package_loads_by_name(tmp_path: Path) -> None
 
 
 def test_the_training_gazetteer_draws_on_census_names_places_and_the_knowledge_base() -> None:
-    from streams.gazetteer import CATEGORIES, default_lists
+    from streams.stages.tag.gazetteer import CATEGORIES
+    from streams.tools.ner import default_lists
 
     lists = default_lists(DATA_DIR / "kb.yaml")
     assert set(lists) == set(CATEGORIES)
@@ -119,8 +120,8 @@ def test_the_training_gazetteer_draws_on_census_names_places_and_the_knowledge_b
 
 def test_the_shipped_model_reads_pretrained_vectors_by_lower_case(tmp_path: Path) -> None:
     """GloVe's rows are lower-cased words: "Germany" and "BERLIN" must find theirs. spaCy 3.8 does
-    not save a vectors table's key attribute, so training writes it back (streams.ner.keep_vector_attr)."""
-    from streams.ner import keep_vector_attr
+    not save a vectors table's key attribute, so training writes it back (streams.tools.ner.keep_vector_attr)."""
+    from streams.tools.ner import keep_vector_attr
 
     nlp = spacy.load(DATA_DIR / "ner")
     assert nlp.vocab.vectors.attr == spacy.attrs.LOWER and nlp.vocab.vectors.shape[1] == 50

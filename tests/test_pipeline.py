@@ -86,7 +86,7 @@ def test_feed_is_conserved_with_gold_reasons(pipeline: Pipeline, tmp_path: Path)
 
 
 def test_alert_events_match_their_schema_and_are_deterministic(pipeline: Pipeline) -> None:
-    from streams.events import Alert
+    from streams.contract.events import Alert
     from streams.settings import DATA_DIR
     from streams.stages.alert import alert_id
 

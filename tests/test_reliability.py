@@ -16,20 +16,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.broker import LocalKafka
-from streams.events import CleanArticle, DeadLetter
-from streams.ingest import handle_post
-from streams.runner import wait_for_group
+from streams.contract.events import CleanArticle, DeadLetter
+from streams.contract.topics import ensure_topics
 from streams.settings import Settings
-from streams.stages import clean_message
-from streams.topics import ensure_topics
+from streams.sources.ingest import handle_post
+from streams.stages.clean import clean_message
+from streams.tools.broker import LocalKafka
+from streams.tools.runner import wait_for_group
 from tests.conftest import Feed, Pipeline, assert_conserved_by_ref
 
 MAX_BODY = 1_000_000
 
 
 def wait_until_accounted(pipeline: Pipeline, share: float, total: int, timeout: float = 120) -> None:
-    from streams.runner import TopicReader
+    from streams.tools.runner import TopicReader
 
     reader = TopicReader(pipeline.settings, pipeline.bootstrap)
     deadline = time.monotonic() + timeout

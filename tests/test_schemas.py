@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from streams.events import TOPIC_EVENTS
-from streams.schemas import SCHEMA_DIR, check_schemas
+from streams.contract.schemas import SCHEMA_DIR, check_schemas
+from streams.contract.topics import BY_NAME
 
 
 def test_schemas_are_in_sync_with_the_models() -> None:
@@ -14,7 +14,7 @@ def test_schemas_are_in_sync_with_the_models() -> None:
 
 def test_every_topic_has_a_schema_file() -> None:
     index = json.loads((SCHEMA_DIR / "topics.json").read_text())
-    assert set(index) == set(TOPIC_EVENTS)
+    assert set(index) == set(BY_NAME)
     for topic, name in index.items():
         schema = json.loads((SCHEMA_DIR / name).read_text())
         assert schema["type"] == "object" and schema["properties"]

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker import BrokerError, LocalKafka
+from streams.contract.topics import ensure_topics
+from streams.errors import BrokerError
 from streams.settings import DATA_DIR, Settings
-from streams.topics import ensure_topics
+from streams.tools.broker import LocalKafka
 from tests.conftest import Pipeline
 
 pytestmark = pytest.mark.kafka

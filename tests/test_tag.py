@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from streams.events import CleanArticle
+from streams.contract.events import CleanArticle
 from streams.settings import get_settings
 from streams.stages.tag import Tagger
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from streams.events import RawArticle
-from streams.stages.validate import Rejection, dead_letter, parse_raw
+from streams.contract.events import RawArticle
+from streams.contract.validate import Rejection, dead_letter, parse_raw
 
 GOOD = {"id": "a-1", "url": "https://news.example/a-1", "source": "news.example", "title": "T",
         "body": "Some text.", "content_type": "text/plain", "published_at": "2026-09-05T06:00:00Z"}

@@ -34,13 +34,14 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from streams.events import Alert, Evidence, TaggedArticle, utcnow
+from streams.contract.events import Alert, Evidence, TaggedArticle, utcnow
+from streams.errors import ConfigError
 
 WINDOW = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
-class RulesError(ValueError):
+class RulesError(ConfigError, ValueError):
     """A rules file that cannot be used, with what is wrong and where."""
 
 

@@ -25,7 +25,7 @@ from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from streams.events import Alert, Evidence, Mention, MentionBatch, TaggedArticle
+from streams.contract.events import Alert, Evidence, Mention, MentionBatch, TaggedArticle
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ from typing import NamedTuple
 import numpy as np
 from datasketch import MinHash, MinHashLSH
 
-from streams.events import CleanArticle, DuplicateArticle
+from streams.contract.events import CleanArticle, DuplicateArticle
 from streams.stages.clean import words
 
 SHINGLE = 5

@@ -15,7 +15,8 @@ from datetime import datetime
 
 import numpy as np
 
-from streams.events import CleanArticle, RawArticle
+from streams.contract.events import CleanArticle, DeadLetter, RawArticle
+from streams.contract.validate import Rejection, dead_letter, parse_raw, traceback_summary
 from streams.stages.clean.blocks import (
     Block,
     Cleaned,
@@ -28,9 +29,8 @@ from streams.stages.clean.blocks import (
 )
 from streams.stages.clean.detector import MODEL_PATH, ArticleModel, load_model
 from streams.stages.clean.html import read_html
-from streams.stages.validate import Rejection
 
-__all__ = ["Cleaned", "clean_article", "clean_text", "content_hash", "normalise", "words"]
+__all__ = ["Cleaned", "clean_article", "clean_message", "clean_text", "content_hash", "normalise", "words"]
 
 
 def clean_text(body: str, title: str | None = None, content_type: str = "text/plain",
@@ -134,3 +134,20 @@ def clean_article(raw: RawArticle, ingested_at: datetime) -> CleanArticle | Reje
         word_count=len(words(cleaned.title)) + len(cleaned.body_words),
         removed=dict(cleaned.removed),
     )
+
+
+def clean_message(data: bytes, ingested_at: datetime, max_body_bytes: int,
+                  raw_ref: str = "") -> CleanArticle | DeadLetter:
+    """One raw message in, exactly one event out: the clean article or its dead letter."""
+    ref = raw_ref or None
+    parsed = parse_raw(data, max_body_bytes)
+    if isinstance(parsed, Rejection):
+        return dead_letter(data, "clean", parsed.reason, parsed.detail, parsed.id, raw_ref=ref)
+    try:
+        article = clean_article(parsed, ingested_at)
+    except Exception as exc:  # a bug or a pathological page must not stop the partition
+        return dead_letter(data, "clean", "stage_error", traceback_summary(exc), parsed.id, raw_ref=ref)
+    if isinstance(article, Rejection):  # no article on the page, or nothing left of it
+        return dead_letter(data, "clean", article.reason, article.detail, parsed.id, raw_ref=ref)
+    article.raw_ref = raw_ref
+    return article

@@ -28,11 +28,12 @@ from pathlib import Path
 import httpx
 from pydantic import SecretStr
 
-from streams.broker import client_options
+from streams.contract.events import Alert
+from streams.contract.topics import ALERTS, ALERTS_DEADLETTER
+from streams.contract.validate import dead_letter
 from streams.errors import DeliveryError
-from streams.events import Alert
+from streams.kafka import connection
 from streams.settings import Settings
-from streams.stages.validate import dead_letter
 
 SEVERITIES = ["info", "low", "medium", "high", "critical"]
 STYLE = {"critical": "\033[1;31m", "high": "\033[31m", "medium": "\033[33m", "low": "\033[36m", "info": "\033[37m"}
@@ -50,12 +51,9 @@ def format_alert(alert: Alert, color: bool | None = None) -> str:
 
 
 def alert_consumer(settings: Settings, bootstrap: str, group: str | None, from_beginning: bool):
-    from kafka import KafkaConsumer
-
-    return KafkaConsumer(settings.topic("alerts"), bootstrap_servers=bootstrap, group_id=group,
-                         **client_options(settings),
-                         auto_offset_reset="earliest" if from_beginning else "latest",
-                         enable_auto_commit=False, isolation_level="read_committed")
+    return connection.consumer(settings, settings.topic(ALERTS), bootstrap=bootstrap, group_id=group,
+                               auto_offset_reset="earliest" if from_beginning else "latest",
+                               enable_auto_commit=False, isolation_level="read_committed")
 
 
 def follow(consumer, stop_after_idle: float | None = None) -> Iterator[tuple[Alert, object]]:
@@ -209,11 +207,10 @@ def forward(forwarder: WebhookForwarder, settings: Settings, bootstrap: str, gro
             stop_after_idle: float | None = None, seen: SeenIds | None = None) -> dict[str, int]:
     """Deliver every alert of the group's backlog and then new ones, each id once; returns counts by
     outcome (``repeats``: alerts already delivered, dropped)."""
-    from kafka import KafkaProducer
 
     seen = seen or SeenIds.for_reader(settings, f"forward-{group}")
     consumer = alert_consumer(settings, bootstrap, group, from_beginning=True)
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", **client_options(settings))
+    producer = connection.producer(settings, bootstrap, acks="all")
     counts = {"delivered": 0, "dead_lettered": 0, "repeats": 0}
     try:
         with httpx.Client() as client:
@@ -228,7 +225,7 @@ def forward(forwarder: WebhookForwarder, settings: Settings, bootstrap: str, gro
                     counts["delivered"] += 1
                 except (PermanentFailure, httpx.HTTPError) as exc:
                     letter = dead_letter(record.value, "forward", "delivery_failed", str(exc)[:500], alert.id)
-                    producer.send(settings.topic("alerts.deadletter"), key=alert.id.encode(), value=letter.dumps())
+                    producer.send(settings.topic(ALERTS_DEADLETTER), key=alert.id.encode(), value=letter.dumps())
                     producer.flush()
                     counts["dead_lettered"] += 1
                 consumer.commit()

@@ -18,22 +18,18 @@ import os
 import shutil
 import signal
 import socket
-import ssl
 import subprocess
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from streams.contract.topics import MAX_MESSAGE_BYTES
+from streams.errors import BrokerError
+from streams.kafka.connection import read_state, state_path
 from streams.settings import PACKAGE_DIR, Settings
-from streams.topics import MAX_MESSAGE_BYTES
 
 KAFKA_DIR = PACKAGE_DIR.parent / "deploy" / "kafka"
-STATE_FILE = "local-kafka.json"
-
-
-class BrokerError(RuntimeError):
-    """The local broker could not be resolved, started or reached."""
 
 
 def free_port() -> int:
@@ -243,24 +239,6 @@ class LocalKafka:
 
 # -- the background broker behind `streams kafka start|stop|status` ---------------------------------
 
-def state_path(settings: Settings) -> Path:
-    return settings.home / STATE_FILE
-
-
-def read_state(settings: Settings) -> dict | None:
-    """The running background broker's pid and address, or None when none is running."""
-    path = state_path(settings)
-    if not path.exists():
-        return None
-    state = json.loads(path.read_text())
-    try:
-        os.kill(state["pid"], 0)
-    except (ProcessLookupError, PermissionError):
-        path.unlink(missing_ok=True)
-        return None
-    return state
-
-
 def data_dir(settings: Settings) -> Path:
     """Where the background broker keeps its data, across restarts."""
     return settings.home / "kafka-data"
@@ -304,54 +282,3 @@ def stop_background(settings: Settings, timeout: float = 30.0) -> bool:
         os.kill(pid, signal.SIGKILL)
     state_path(settings).unlink(missing_ok=True)
     return True
-
-
-def client_options(settings: Settings) -> dict[str, object]:
-    """The connection security settings (``STREAMS_KAFKA_*``) as kafka-python client options: every
-    producer, consumer and admin client of the project is built with them."""
-    protocol = settings.kafka_security_protocol
-    options: dict[str, object] = {"security_protocol": protocol}
-    if protocol.startswith("SASL"):
-        if not settings.kafka_sasl_username or settings.kafka_sasl_password is None:
-            raise BrokerError(f"{protocol} needs STREAMS_KAFKA_SASL_USERNAME and STREAMS_KAFKA_SASL_PASSWORD")
-        options |= {"sasl_mechanism": settings.kafka_sasl_mechanism,
-                    "sasl_plain_username": settings.kafka_sasl_username,
-                    "sasl_plain_password": settings.kafka_sasl_password.get_secret_value()}
-    if protocol.endswith("SSL"):
-        options["ssl_context"] = ssl_context(settings)
-    return options
-
-
-def ssl_context(settings: Settings) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None)
-    if settings.kafka_ssl_certfile:
-        context.load_cert_chain(str(settings.kafka_ssl_certfile),
-                                str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None)
-    return context
-
-
-def faust_credentials(settings: Settings):
-    """The same settings as Faust ``broker_credentials`` (None for PLAINTEXT)."""
-    import faust
-
-    protocol = settings.kafka_security_protocol
-    if protocol == "PLAINTEXT":
-        return None
-    if protocol == "SSL":
-        return faust.SSLCredentials(ssl_context(settings))
-    client_options(settings)  # the same check for missing credentials
-    assert settings.kafka_sasl_password is not None
-    return faust.SASLCredentials(username=settings.kafka_sasl_username,
-                                 password=settings.kafka_sasl_password.get_secret_value(),
-                                 mechanism=settings.kafka_sasl_mechanism,
-                                 ssl_context=ssl_context(settings) if protocol == "SASL_SSL" else None)
-
-
-def bootstrap_servers(settings: Settings) -> str:
-    """Where the Kafka clients connect: ``STREAMS_BROKER``, else the background local broker."""
-    if settings.broker:
-        return settings.broker.removeprefix("kafka://")
-    state = read_state(settings)
-    if state is None:
-        raise BrokerError("No broker: run `streams kafka start`, or set STREAMS_BROKER=host:port.")
-    return state["bootstrap"]

@@ -17,11 +17,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from streams.broker import client_options
+from streams.contract.topics import FINAL, TAGGED, TOPICS
+from streams.kafka import connection
 from streams.settings import Settings
 
-OUTPUT_TOPICS = ("articles.clean", "articles.unique", "articles.duplicates", "articles.tagged", "alerts",
-                 "articles.deadletter")
+OUTPUT_TOPICS = tuple(t.name for t in TOPICS if t.role in ("stage", "final", "output"))
 
 
 @dataclass
@@ -98,10 +98,9 @@ def worker_env(settings: Settings, bootstrap: str, state_dir: Path) -> dict[str,
 def wait_for_group(settings: Settings, bootstrap: str, members: int, timeout: float = 60.0) -> None:
     """Wait until the workers' consumer group is stable with ``members`` members: partitions are
     assigned, so what is published next is not caught in a rebalance."""
-    from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="streams-wait", **client_options(settings))
+    admin = connection.admin(settings, bootstrap, client_id="streams-wait")
     deadline = time.monotonic() + timeout
     group: dict = {}
     try:
@@ -129,13 +128,12 @@ class TopicReader:
     times: dict[str, list[float]] = field(default_factory=dict)  # each event's Kafka timestamp, in seconds
 
     def __post_init__(self) -> None:
-        from kafka import KafkaConsumer
 
         self.names = {self.settings.topic(t): t for t in OUTPUT_TOPICS}
-        self.consumer = KafkaConsumer(*self.names, bootstrap_servers=self.bootstrap, auto_offset_reset="earliest",
-                                      **client_options(self.settings),
-                                      enable_auto_commit=False, group_id=None, isolation_level="read_committed",
-                                      consumer_timeout_ms=200, fetch_max_bytes=64 * 1024 * 1024)
+        self.consumer = connection.consumer(self.settings, *self.names, bootstrap=self.bootstrap,
+                                            auto_offset_reset="earliest", enable_auto_commit=False, group_id=None,
+                                            isolation_level="read_committed", consumer_timeout_ms=200,
+                                            fetch_max_bytes=64 * 1024 * 1024)
         self.events = {t: [] for t in OUTPUT_TOPICS}
         self.times = {t: [] for t in OUTPUT_TOPICS}
 
@@ -154,19 +152,16 @@ class TopicReader:
 
     def final_ids(self) -> dict[str, list[str]]:
         """Input ids by where they ended: tagged output, duplicates, or dead letters."""
-        return {"articles.tagged": [e["id"] for e in self.events["articles.tagged"]],
-                "articles.duplicates": [e["id"] for e in self.events["articles.duplicates"]],
-                "articles.deadletter": [e.get("id") for e in self.events["articles.deadletter"]]}
+        return {topic: [e.get("id") for e in self.events[topic]] for topic in FINAL}
 
     def settle(self, deadline: float) -> Iterator[tuple[str, dict]]:
         """After every input is accounted for: wait until the alert stage has consumed (committed)
         all of ``articles.tagged``, then drain what is still in flight. Offsets, not a worker's
         counters, so it holds across restarts and several workers."""
-        from kafka import KafkaAdminClient, TopicPartition
+        from kafka import TopicPartition
 
-        topic = self.settings.topic("articles.tagged")
-        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="streams-settle",
-                                 **client_options(self.settings))
+        topic = self.settings.topic(TAGGED)
+        admin = connection.admin(self.settings, self.bootstrap, client_id="streams-settle")
         try:
             parts = [TopicPartition(topic, p) for p in self.consumer.partitions_for_topic(topic) or ()]
             while time.monotonic() < deadline:
@@ -182,8 +177,7 @@ class TopicReader:
 
     def accounted(self) -> int:
         """How many input messages have reached a final place (a replayed repeat counts once)."""
-        return len({e.get("raw_ref") or f"{t}#{i}" for t in ("articles.tagged", "articles.duplicates",
-                                                          "articles.deadletter")
+        return len({e.get("raw_ref") or f"{t}#{i}" for t in FINAL
                     for i, e in enumerate(self.events[t])})
 
     def close(self) -> None:

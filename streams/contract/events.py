@@ -176,17 +176,3 @@ class MentionBatch(Event):
     """``entity.mentions`` (internal): the mentions of one tag batch that one partition owns."""
 
     mentions: list[Mention]
-
-
-#: Every topic's event model, by logical topic name.
-TOPIC_EVENTS: dict[str, type[Event]] = {
-    "articles.raw": RawArticle,
-    "articles.clean": CleanArticle,
-    "articles.unique": CleanArticle,
-    "articles.duplicates": DuplicateArticle,
-    "articles.tagged": TaggedArticle,
-    "alerts": Alert,
-    "articles.deadletter": DeadLetter,
-    "alerts.deadletter": DeadLetter,
-    "entity.mentions": MentionBatch,
-}

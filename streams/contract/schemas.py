@@ -1,4 +1,4 @@
-"""JSON Schemas of every topic's events, generated from the pydantic models in :mod:`streams.events`.
+"""JSON Schemas of every topic's events, generated from the pydantic models in :mod:`streams.contract.events`.
 
 ``streams schemas`` writes them to ``schemas/``; ``streams schemas --check`` (and a test) fails when
 a model changed and the files were not regenerated, so the published contract never drifts.
@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from streams.events import TOPIC_EVENTS, RawArticle
-from streams.ingest import MAX_ARTICLES_PER_REQUEST, MAX_REQUEST_BYTES
+from streams.contract.events import RawArticle
+from streams.contract.topics import TOPICS
 from streams.settings import PACKAGE_DIR
+from streams.sources.ingest import MAX_ARTICLES_PER_REQUEST, MAX_REQUEST_BYTES
 
 SCHEMA_DIR = PACKAGE_DIR.parent / "schemas"
 
@@ -20,7 +21,7 @@ def rendered() -> dict[str, str]:
     """File name -> JSON text, for each event model and for the topic index."""
     files: dict[str, str] = {}
     index: dict[str, str] = {}
-    for topic, model in TOPIC_EVENTS.items():
+    for topic, model in ((t.name, t.event) for t in TOPICS):
         name = f"{model.__name__}.schema.json"
         schema = {"$schema": "https://json-schema.org/draft/2020-12/schema",
                   "$id": f"streams/{name}", **model.model_json_schema()}

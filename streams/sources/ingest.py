@@ -1,7 +1,7 @@
 """The ways in besides the Python producer: the HTTP endpoint's request handling, files and
 directories for ``streams produce``, and rate limiting for load tests.
 
-Everything is validated by :func:`streams.stages.validate.parse_raw`, the same rules the clean
+Everything is validated by :func:`streams.contract.validate.parse_raw`, the same rules the clean
 stage applies, so a producer learns at the door what the pipeline would dead-letter. A request
 is all or nothing: one bad article in an array rejects the request and nothing is sent.
 """
@@ -21,10 +21,10 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from streams.contract.events import RawArticle
+from streams.contract.validate import Rejection, parse_raw
 from streams.errors import ConfigError
-from streams.events import RawArticle
 from streams.settings import Settings
-from streams.stages.validate import Rejection, parse_raw
 
 log = logging.getLogger(__name__)
 

@@ -12,13 +12,11 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from kafka import KafkaProducer
-
-from streams.broker import client_options
-from streams.events import RawArticle
+from streams.contract.events import RawArticle
+from streams.contract.topics import MAX_MESSAGE_BYTES, RAW
+from streams.contract.validate import Rejection, parse_raw
+from streams.kafka import connection
 from streams.settings import Settings
-from streams.stages.validate import Rejection, parse_raw
-from streams.topics import MAX_MESSAGE_BYTES
 
 
 @dataclass
@@ -43,11 +41,10 @@ class ArticleProducer:
 
     def __init__(self, settings: Settings, bootstrap: str, **kafka_options: object) -> None:
         self.settings = settings
-        self.topic = settings.topic("articles.raw")
+        self.topic = settings.topic(RAW)
         options = {"acks": "all", "linger_ms": 5, "batch_size": 256 * 1024, "compression_type": "gzip",
                    "max_request_size": MAX_MESSAGE_BYTES, "retries": 5, **kafka_options}
-        self.kafka = KafkaProducer(bootstrap_servers=bootstrap, client_id="streams-producer",
-                                   **client_options(settings), **options)
+        self.kafka = connection.producer(settings, bootstrap, client_id="streams-producer", **options)
 
     def publish(self, article: RawArticle | dict | str | bytes, report: PublishReport | None = None) -> str | None:
         """Validate and send one article; returns its id, or None when it was rejected."""

@@ -17,12 +17,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from streams.broker import LocalKafka, client_options, free_port
-from streams.consumers import format_alert
-from streams.events import Alert
-from streams.runner import TopicReader, Worker, worker_env
+from streams.contract.events import Alert
+from streams.contract.topics import ALERTS, CLEAN, DEADLETTER, DUPLICATES, MAX_MESSAGE_BYTES, RAW, TAGGED, ensure_topics
+from streams.kafka import connection
 from streams.settings import DATA_DIR, PACKAGE_DIR, get_settings
-from streams.topics import MAX_MESSAGE_BYTES, ensure_topics
+from streams.sinks.consumers import format_alert
+from streams.tools.broker import LocalKafka, free_port
+from streams.tools.runner import TopicReader, Worker, worker_env
 
 SHARED = PACKAGE_DIR.parent.parent / "shared"
 
@@ -72,12 +73,11 @@ def run_demo(limit: int = 300, corpus: Path | None = None, timeout: float = 240.
 
             lines, origin = demo_feed(limit, corpus, workdir)
             print(f"• Feed: {len(lines)} messages from {origin}")
-            from kafka import KafkaProducer
 
-            producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, **client_options(settings),
-                                     max_request_size=MAX_MESSAGE_BYTES)
+            producer = connection.producer(settings, bootstrap, acks="all", linger_ms=5,
+                                           max_request_size=MAX_MESSAGE_BYTES)
             for line in tqdm(lines, desc="  publishing", unit="msg", leave=False):
-                producer.send(settings.topic("articles.raw"), value=line)
+                producer.send(settings.topic(RAW), value=line)
             producer.flush()
             producer.close()
 
@@ -87,11 +87,11 @@ def run_demo(limit: int = 300, corpus: Path | None = None, timeout: float = 240.
             with tqdm(total=len(lines), desc="  accounted for", unit="msg", leave=False) as bar:
                 while reader.accounted() < len(lines) and time.monotonic() < deadline:
                     for topic, event in reader.poll():
-                        if topic == "alerts":
+                        if topic == ALERTS:
                             bar.write(format_alert(Alert.model_validate(event)))
                     bar.update(reader.accounted() - bar.n)
             for topic, event in reader.settle(deadline):
-                if topic == "alerts":
+                if topic == ALERTS:
                     print(format_alert(Alert.model_validate(event)))
             return summarize(reader, len(lines), worker)
         except KeyboardInterrupt:
@@ -109,20 +109,20 @@ def run_demo(limit: int = 300, corpus: Path | None = None, timeout: float = 240.
 def summarize(reader: TopicReader, sent: int, worker: Worker) -> int:
     ev = reader.events
     reasons: dict[str, int] = {}
-    for d in ev["articles.deadletter"]:
+    for d in ev[DEADLETTER]:
         reasons[d["reason"]] = reasons.get(d["reason"], 0) + 1
     kinds: dict[str, int] = {}
-    for d in ev["articles.duplicates"]:
+    for d in ev[DUPLICATES]:
         kinds[d["duplicate_kind"]] = kinds.get(d["duplicate_kind"], 0) + 1
     accounted = reader.accounted()
     print("\nSummary")
     rows = [
         ("articles in", sent),
-        ("clean", len(ev["articles.clean"])),
+        ("clean", len(ev[CLEAN])),
         ("duplicates", f"{len(ev['articles.duplicates'])}  {kinds}"),
-        ("unique → tagged", len(ev["articles.tagged"])),
+        ("unique → tagged", len(ev[TAGGED])),
         ("dead-lettered", f"{len(ev['articles.deadletter'])}  {reasons}"),
-        ("alerts", len(ev["alerts"])),
+        ("alerts", len(ev[ALERTS])),
         ("accounted for", f"{accounted} of {sent}"),
     ]
     for name, value in rows:

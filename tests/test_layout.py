@@ -1,0 +1,61 @@
+"""The package's layout keeps its promises: production code never imports the tools
+(streams/tools/: local broker, runner, demo, benchmark, evaluation, training), and no module
+imports another that imports it back."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import streams
+
+PACKAGE = Path(streams.__file__).parent
+CLI = PACKAGE / "cli.py"  # the front door: it dispatches to the tools, inside their commands
+
+
+def imports(path: Path) -> set[str]:
+    """The ``streams`` modules a file imports, at any depth (function-level imports included)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+    return {name for name in found if name == "streams" or name.startswith("streams.")}
+
+
+def runtime_modules() -> list[Path]:
+    return [p for p in PACKAGE.rglob("*.py") if "tools" not in p.relative_to(PACKAGE).parts and p != CLI]
+
+
+def test_runtime_modules_never_import_the_tools() -> None:
+    offenders = {str(p.relative_to(PACKAGE)): sorted(n for n in imports(p) if n.startswith("streams.tools"))
+                 for p in runtime_modules()}
+    assert not {k: v for k, v in offenders.items() if v}, offenders
+    assert len(runtime_modules()) > 20  # the walk found the package
+
+
+def test_no_import_cycles() -> None:
+    """Lazy (function-level) imports count too: a cycle hidden in a function is still a tangle."""
+    def module(p: Path) -> str:
+        parts = list(p.relative_to(PACKAGE.parent).with_suffix("").parts)
+        return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+    graph = {module(p): set() for p in PACKAGE.rglob("*.py")}
+    for p in PACKAGE.rglob("*.py"):
+        graph[module(p)] = {name for name in imports(p) if name in graph and name != module(p)}
+
+    def cycle_from(start: str) -> list[str] | None:
+        stack, seen = [(start, [start])], set()
+        while stack:
+            node, path = stack.pop()
+            for nxt in graph[node]:
+                if nxt == start:
+                    return [*path, start]
+                if nxt not in seen:
+                    seen.add(nxt)
+                    stack.append((nxt, [*path, nxt]))
+        return None
+
+    cycles = [c for m in sorted(graph) if (c := cycle_from(m))]
+    assert not cycles, cycles[:3]
