@@ -59,3 +59,15 @@ def test_no_import_cycles() -> None:
 
     cycles = [c for m in sorted(graph) if (c := cycle_from(m))]
     assert not cycles, cycles[:3]
+
+
+def test_a_stage_loads_only_what_it_needs() -> None:
+    """Importing dedup, tag or alert does not load the HTML path's trafilatura (it loads with the
+    first HTML page the clean stage sees)."""
+    import subprocess
+    import sys
+
+    check = ("import sys, streams.stages.dedup, streams.stages.tag, streams.stages.alert; "
+             "assert 'trafilatura' not in sys.modules")
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-1000:]

@@ -28,7 +28,6 @@ from streams.stages.clean.blocks import (
     words,
 )
 from streams.stages.clean.detector import MODEL_PATH, ArticleModel, load_model
-from streams.stages.clean.html import read_html
 
 __all__ = ["Cleaned", "clean_article", "clean_message", "clean_text", "content_hash", "normalise", "words"]
 
@@ -41,6 +40,8 @@ def clean_text(body: str, title: str | None = None, content_type: str = "text/pl
     title = normalise(title or "")
     extract = None
     if content_type == "text/html":
+        from streams.stages.clean.html import read_html  # trafilatura and lxml load with the first page
+
         body, extract, page_title = read_html(body)
         title = title or normalise(page_title)
     blocks = split_blocks(normalise(body))
