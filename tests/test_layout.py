@@ -71,3 +71,10 @@ def test_a_stage_loads_only_what_it_needs() -> None:
              "assert 'trafilatura' not in sys.modules")
     done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-1000:]
+
+
+def test_every_folder_of_code_is_a_package_the_build_ships() -> None:
+    """setuptools' packages.find (pyproject.toml) ships regular packages only: a folder of modules
+    without ``__init__.py`` would be missing from a non-editable install, such as the Docker image."""
+    folders = {p.parent for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts}
+    assert not sorted(str(f) for f in folders if not (f / "__init__.py").exists())
