@@ -22,7 +22,8 @@ def _emit(obj: object) -> None:
 
 
 def cmd_kafka(args: argparse.Namespace) -> int:
-    from streams import broker
+    from streams.kafka.connection import read_state
+    from streams.tools import broker
 
     settings = get_settings()
     if args.action == "start":
@@ -39,7 +40,7 @@ def cmd_kafka(args: argparse.Namespace) -> int:
         wiped = broker.reset_background(settings)
         print(f"deleted {broker.data_dir(settings)}" if wiped else "no local broker data to delete")
     else:
-        state = broker.read_state(settings)
+        state = read_state(settings)
         print(f"running at {state['bootstrap']} (pid {state['pid']})" if state else "not running")
         return 0 if state else 1
     return 0

@@ -78,3 +78,30 @@ def test_every_folder_of_code_is_a_package_the_build_ships() -> None:
     without ``__init__.py`` would be missing from a non-editable install, such as the Docker image."""
     folders = {p.parent for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts}
     assert not sorted(str(f) for f in folders if not (f / "__init__.py").exists())
+
+
+def test_every_import_of_the_package_resolves() -> None:
+    """Lazy imports inside functions (the CLI's commands) included, which only fail when run."""
+    import os
+    import subprocess
+    import sys
+
+    wanted = sorted({(node.module, alias.name) for p in PACKAGE.rglob("*.py")
+                     for node in ast.walk(ast.parse(p.read_text(encoding="utf-8")))
+                     if isinstance(node, ast.ImportFrom) and node.level == 0
+                     and (node.module or "").startswith("streams")
+                     for alias in node.names})
+    check = ("import importlib, sys\n"
+             f"wanted = {wanted!r}\n"
+             "missing = []\n"
+             "for module, name in wanted:\n"
+             "    m = importlib.import_module(module)\n"
+             "    if not hasattr(m, name):\n"
+             "        try:\n"
+             "            importlib.import_module(f'{module}.{name}')\n"
+             "        except ImportError:\n"
+             "            missing.append(f'{module}.{name}')\n"
+             "assert not missing, missing\n")
+    env = {**os.environ, "STREAMS_BROKER": "127.0.0.1:9", "STREAMS_SPACY_MODEL": "none"}  # streams.app needs one
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
