@@ -38,7 +38,6 @@ from streams.contract.topics import (
     UNIQUE,
 )
 from streams.kafka import connection
-from streams.kafka.connection import bootstrap_servers, faust_credentials
 from streams.metrics import Metrics
 from streams.settings import Settings, get_settings
 from streams.sources.ingest import IngestTokens, handle_post
@@ -55,8 +54,8 @@ class StreamsApp(faust.App):
         self.metrics = Metrics()
         super().__init__(
             settings.app_id,
-            broker=f"kafka://{bootstrap_servers(settings)}",
-            broker_credentials=faust_credentials(settings),
+            broker=f"kafka://{connection.bootstrap_servers(settings)}",
+            broker_credentials=connection.faust_credentials(settings),
             store="memory://",
             value_serializer="raw",
             key_serializer="raw",
@@ -169,9 +168,9 @@ async def dedup(stream: faust.StreamT) -> None:
 
     next_expiry = 0.0
     async for event in stream.events():
-        if time.perf_counter() >= next_expiry:  # tables change only inside stream iteration, so expire here
+        if (started := time.perf_counter()) >= next_expiry:  # tables change only inside stream iteration
             dedup_state.expire(time.time())
-            next_expiry = time.perf_counter() + settings.dedup_expire_interval
+            next_expiry = started + settings.dedup_expire_interval
         out = step.run(metrics, "dedup", event.value, event.key, check)
         if isinstance(out, DeadLetter):
             await send_dead_letter("dedup", out, event)

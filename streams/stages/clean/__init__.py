@@ -55,7 +55,7 @@ def clean_text(body: str, title: str | None = None, content_type: str = "text/pl
         if not kept:  # named by its shape, else by where it stood: above, inside or below the article
             block.kind = block.shape if block.shape and block.shape != "tail" else (
                 "header" if not len(kept_at) or i < kept_at[0] else "footer" if i > kept_at[-1] else "inline")
-    cut_tail(blocks, detection.p, model or load_model(MODEL_PATH))
+    cut_tail(blocks, detection.p)
     if detection.headline is not None:
         headline = blocks[detection.headline]
         title, headline.kind = headline.text, "title"
@@ -87,7 +87,7 @@ def keep_lead(blocks: list[Block], keep: np.ndarray, headline_at: int) -> None:
             keep[i] = True
 
 
-def cut_tail(blocks: list[Block], p, model: ArticleModel) -> None:
+def cut_tail(blocks: list[Block], p: np.ndarray) -> None:
     """A "Related articles" or "Comments" heading after the article's first sentence starts the
     page's tail: what the detector kept after it only because nothing on the page scored high (a
     short article among lists of links) goes. Blocks it is sure of stay, since an article can have
@@ -96,7 +96,7 @@ def cut_tail(blocks: list[Block], p, model: ArticleModel) -> None:
     for i, block in enumerate(blocks):
         if block.shape == "tail" and seen_prose:
             for rest, q in zip(blocks[i + 1:], p[i + 1:], strict=True):
-                if rest.kind is None and q < model.KEEP:
+                if rest.kind is None and q < ArticleModel.KEEP:
                     rest.kind = "related"
             return
         seen_prose = seen_prose or (block.kind is None and is_sentence(block))
