@@ -38,6 +38,7 @@ from streams.contract.topics import (
     UNIQUE,
 )
 from streams.kafka import connection
+from streams.kafka.consumer import transport_class
 from streams.metrics import Metrics
 from streams.settings import Settings, get_settings
 from streams.sources.ingest import IngestTokens, handle_post
@@ -79,6 +80,11 @@ class StreamsApp(faust.App):
             broker_heartbeat_interval=settings.session_timeout / 5,
             broker_rebalance_timeout=settings.session_timeout * 2,
         )
+
+    def _new_transport(self) -> faust.types.TransportT:
+        """Faust's aiokafka transport with the consumer that never commits past a record it did not
+        deliver (:mod:`streams.kafka.consumer`)."""
+        return transport_class()(self.conf.broker_consumer, self)
 
     @cached_property
     def stages(self) -> Stages:

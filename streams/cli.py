@@ -318,6 +318,16 @@ def cmd_forward(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    from streams.kafka.connection import bootstrap_servers
+    from streams.tools.audit import wait_until_accounted
+
+    settings = get_settings()
+    result = wait_until_accounted(settings, bootstrap_servers(settings), quiet=args.wait, limit=max(args.wait, 1) * 20)
+    print(result.summary())
+    return 0 if result.ok else 1
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from streams.tools.demo import run_demo
 
@@ -437,6 +447,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retries", type=int, default=5)
     p.add_argument("--idle", type=float, help="exit after this many seconds without alerts")
     p.set_defaults(func=cmd_forward)
+
+    p = sub.add_parser("audit", help="is every input on articles.raw accounted for? lists the lost (exit 1)")
+    p.add_argument("--wait", type=float, default=0.0,
+                   help="while inputs are waiting, audit again until nothing moved for this many seconds")
+    p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("demo", help="local broker + pipeline + sample articles, alerts and metrics on screen")
     p.add_argument("--limit", type=int, default=300, help="corpus articles to feed (when a corpus is found)")

@@ -21,6 +21,7 @@ import pytest
 from streams.contract.topics import MAX_MESSAGE_BYTES, ensure_topics
 from streams.kafka.connection import client_options
 from streams.settings import Settings
+from streams.tools.audit import QUIET_S
 from streams.tools.broker import LocalKafka, free_port, kafka_version
 from streams.tools.runner import TopicReader, Worker, worker_env
 
@@ -175,12 +176,15 @@ class Pipeline:
         producer.close()
         return refs
 
-    def collect(self, expected: int, timeout: float = 120.0) -> TopicReader:
-        """Read the outputs until ``expected`` inputs are accounted for (or time runs out)."""
+    def collect(self, expected: int, timeout: float = 120.0, quiet: float = QUIET_S) -> TopicReader:
+        """Read the outputs until ``expected`` inputs are accounted for, or time runs out, or no new
+        outcome came for ``quiet`` seconds (an input that was skipped never comes)."""
         reader = TopicReader(self.settings, self.bootstrap)
         deadline = time.monotonic() + timeout
-        while reader.accounted() < expected and time.monotonic() < deadline:
-            reader.poll()
+        last_news = time.monotonic()
+        while reader.accounted() < expected and time.monotonic() < min(deadline, last_news + quiet):
+            if reader.poll():
+                last_news = time.monotonic()
         for _ in reader.settle(deadline):
             pass
         reader.poll(timeout_ms=1500)  # anything late, such as a doubled message, shows up too

@@ -39,6 +39,7 @@ from streams.contract.topics import ALERTS, FINAL, MAX_MESSAGE_BYTES, RAW, TAGGE
 from streams.errors import ConfigError
 from streams.kafka import connection
 from streams.settings import Settings, get_settings
+from streams.tools.audit import QUIET_S, audit
 from streams.tools.broker import LocalKafka, free_port
 from streams.tools.runner import Worker, wait_for_group, worker_env
 
@@ -234,18 +235,26 @@ class Reader:
 
 
 def _drain(reader: Reader, sent: dict[str, float], arrivals: dict[str, float], timeout: float,
-           tick: Callable[[], None]) -> None:
-    """Poll until every published id has reached a final topic."""
+           tick: Callable[[], None], settings: Settings, bootstrap: str) -> None:
+    """Poll until every published id has reached a final topic; give up after ``timeout``, or after
+    :data:`QUIET_S` with no new outcome, naming what has none (by ``raw_ref``, from ``streams audit``)."""
     deadline = time.monotonic() + timeout
     missing = len(sent)
+    last_news = time.monotonic()
     with tqdm(total=len(sent), desc="  accounted for", unit="msg", leave=False, disable=None) as bar:
-        while missing and time.monotonic() < deadline:
+        while missing and time.monotonic() < min(deadline, last_news + QUIET_S):
             reader.poll(timeout_ms=100)
             tick()
-            missing = sum(1 for i in sent if i not in arrivals)  # one pass per poll, shared with the bar
+            now_missing = sum(1 for i in sent if i not in arrivals)  # one pass per poll, shared with the bar
+            if now_missing < missing:
+                last_news = time.monotonic()
+            missing = now_missing
             bar.update(len(sent) - missing - bar.n)
     if missing:
-        raise RuntimeError(f"{missing} of {len(sent)} articles did not reach a final topic within {timeout:.0f}s")
+        found = audit(settings, bootstrap)
+        ids = [i for i in sent if i not in arrivals][:10]
+        raise RuntimeError(f"{missing} of {len(sent)} articles did not reach a final topic (ids {ids}); "
+                           f"streams audit of this run:\n{found.summary()}")
 
 
 def run_pipeline(base: Settings, bootstrap: str, messages: list[bytes], warmup: list[bytes], workers: int,
@@ -282,7 +291,8 @@ def run_pipeline(base: Settings, bootstrap: str, messages: list[bytes], warmup: 
             w.wait_ready()
         wait_for_group(settings, bootstrap, len(procs))
         # warm-up, not measured: the first batches load caches and settle the group's fetch positions
-        _drain(reader, publisher.publish(warmup, None, "  warm-up"), arrivals, timeout, lambda: None)
+        _drain(reader, publisher.publish(warmup, None, "  warm-up"), arrivals, timeout, lambda: None, settings,
+               bootstrap)
         t0 = time.time()
 
         def sample() -> None:
@@ -301,7 +311,7 @@ def run_pipeline(base: Settings, bootstrap: str, messages: list[bytes], warmup: 
             stages_before = _by_stage(procs, "streams_stage_seconds_sum")
             desc = f"  {workers} worker(s), {name}" + (f" at {rate:g}/s" if rate else "")
             sent = publisher.publish(batch, rate, desc, sample)
-            _drain(reader, sent, arrivals, timeout, sample)
+            _drain(reader, sent, arrivals, timeout, sample, settings, bootstrap)
             # the alert stage runs after the final topics: wait until it has finished them too
             deadline = time.monotonic() + timeout
             while _by_stage(procs, FINISHED).get("alert", 0) < tagged[0] and time.monotonic() < deadline:

@@ -22,6 +22,7 @@ from streams.contract.topics import ALERTS, CLEAN, DEADLETTER, DUPLICATES, MAX_M
 from streams.kafka import connection
 from streams.settings import DATA_DIR, PACKAGE_DIR, get_settings
 from streams.sinks.consumers import format_alert
+from streams.tools.audit import QUIET_S, audit
 from streams.tools.broker import LocalKafka, free_port
 from streams.tools.runner import TopicReader, Worker, worker_env
 
@@ -84,16 +85,21 @@ def run_demo(limit: int = 300, corpus: Path | None = None, timeout: float = 240.
             print("\nAlerts as they arrive:")
             reader = TopicReader(settings, bootstrap)
             deadline = time.monotonic() + timeout
+            last_news = time.monotonic()
             with tqdm(total=len(lines), desc="  accounted for", unit="msg", leave=False) as bar:
-                while reader.accounted() < len(lines) and time.monotonic() < deadline:
+                while reader.accounted() < len(lines) and time.monotonic() < min(deadline, last_news + QUIET_S):
                     for topic, event in reader.poll():
+                        last_news = time.monotonic()
                         if topic == ALERTS:
                             bar.write(format_alert(Alert.model_validate(event)))
                     bar.update(reader.accounted() - bar.n)
             for topic, event in reader.settle(deadline):
                 if topic == ALERTS:
                     print(format_alert(Alert.model_validate(event)))
-            return summarize(reader, len(lines), worker)
+            status = summarize(reader, len(lines), worker)
+            if status:  # name what has no outcome, as `streams audit` does
+                print("\n" + audit(settings, bootstrap).summary())
+            return status
         except KeyboardInterrupt:
             print("\ninterrupted: shutting down")
             return 130

@@ -1,0 +1,50 @@
+"""``streams audit`` on the real broker: waiting, done, and an input committed past with no outcome."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from streams.contract.topics import RAW
+from streams.kafka import connection
+from streams.tools.audit import audit
+from tests.conftest import Feed, Pipeline
+
+
+def run_audit(pipeline: Pipeline) -> subprocess.CompletedProcess:
+    env = {**os.environ, "STREAMS_BROKER": pipeline.bootstrap, "STREAMS_TOPIC_PREFIX": pipeline.settings.topic_prefix,
+           "STREAMS_APP_ID": pipeline.settings.app_id}
+    return subprocess.run([sys.executable, "-m", "streams", "audit"], env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.kafka
+def test_audit_tells_waiting_done_and_lost_apart(pipeline: Pipeline, full_feed: Feed) -> None:
+    from kafka import TopicPartition
+    from kafka.structs import OffsetAndMetadata
+
+    refs = pipeline.publish(full_feed.lines[:20])
+    waiting = audit(pipeline.settings, pipeline.bootstrap)
+    assert (waiting.inputs, len(waiting.waiting), waiting.done, waiting.lost) == (20, 20, 0, {})
+
+    # the group commits past the first input of partition 0 that nobody processed: a loss
+    skipped = min((r for r in refs if r.startswith("0:")), key=lambda r: int(r.split(":")[1]))
+    offset = int(skipped.split(":")[1])
+    group = connection.consumer(pipeline.settings, bootstrap=pipeline.bootstrap, group_id=pipeline.settings.app_id,
+                                enable_auto_commit=False)
+    try:
+        group.commit({TopicPartition(pipeline.settings.topic(RAW), 0): OffsetAndMetadata(offset + 1, "", -1)})
+    finally:
+        group.close()
+    found = run_audit(pipeline)
+    assert found.returncode == 1, found.stdout + found.stderr
+    assert f"lost {skipped}: the clean stage committed past it" in found.stdout
+
+    worker = pipeline.start_worker(STREAMS_SPACY_MODEL="none")
+    worker.wait_ready()
+    pipeline.collect(expected=19, timeout=120, quiet=30)
+    after = audit(pipeline.settings, pipeline.bootstrap)
+    assert after.done == 19 and list(after.lost) == [skipped] and not after.waiting and not after.doubled
