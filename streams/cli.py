@@ -289,14 +289,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_alerts(args: argparse.Namespace) -> int:
     from streams.kafka.connection import bootstrap_servers
-    from streams.sinks.consumers import SeenIds, alert_consumer, follow, format_alert, matches
+    from streams.sinks.consumers import SeenIds, alert_consumer, follow, format_alert, matches, parse
 
     settings = get_settings()
     seen = SeenIds.for_reader(settings, "follow")
     consumer = alert_consumer(settings, bootstrap_servers(settings), None, args.from_beginning)
     try:
-        for alert, _ in follow(consumer, stop_after_idle=args.idle):
-            if alert.id not in seen and matches(alert, args.severity, args.rule):
+        for record in follow(consumer, stop_after_idle=args.idle):
+            if (alert := parse(record)) is None:
+                print(f"skipped a record that is not an alert at {record.partition}:{record.offset}", file=sys.stderr)
+            elif alert.id not in seen and matches(alert, args.severity, args.rule):
                 print(alert.model_dump_json() if args.json else format_alert(alert), flush=True)
                 seen.add(alert.id)
     finally:
@@ -444,7 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("kind", choices=["webhook", "alertmanager"])
     p.add_argument("url", help="the webhook URL, or Alertmanager's base URL (http://host:9093)")
     p.add_argument("--group", help="consumer group (default: <app id>-forward-<kind>)")
-    p.add_argument("--retries", type=int, default=5)
+    p.add_argument("--retries", type=int, default=5, help="attempts after the first, 0-10 (then alerts.deadletter)")
     p.add_argument("--idle", type=float, help="exit after this many seconds without alerts")
     p.set_defaults(func=cmd_forward)
 

@@ -14,7 +14,6 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx
 import pytest
 from pydantic import SecretStr
 
@@ -53,6 +52,33 @@ def test_tokens_are_compared_by_digest_and_never_shown(tmp_path: Path) -> None:
     assert not IngestTokens().required and IngestTokens().refusal(None) is None
     with pytest.raises(ConfigError, match="no such file"):
         IngestTokens(None, tmp_path / "missing")
+
+
+@pytest.mark.parametrize("emptied", ["", "# rotating\n\n", None, b"\xff\xfe not utf-8"])
+def test_a_tokens_file_that_holds_no_token_fails_closed(tmp_path: Path, emptied: str | bytes | None,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    """Truncated mid-rotation, only comments, deleted or unreadable: every request is refused, loudly,
+    and the open-door rule still sees a door that needs a token."""
+    import os
+
+    file = tmp_path / "tokens"
+    file.write_text(f"{ROTATED}\n")
+    tokens = IngestTokens(None, file)
+    assert tokens.refusal(f"Bearer {ROTATED}") is None
+    if emptied is None:
+        file.unlink()
+    elif isinstance(emptied, bytes):
+        file.write_bytes(emptied)
+    else:
+        file.write_text(emptied)
+    os.utime(file, (1, 1)) if file.exists() else None  # a new mtime even within the clock's resolution
+    with caplog.at_level("ERROR"):
+        assert tokens.refusal(None) == tokens.refusal(f"Bearer {ROTATED}") == "no_valid_token"
+    assert "every POST /articles is refused" in caplog.text
+    assert tokens.required
+    assert check_open_door(Settings(web_host="0.0.0.0"), tokens) is None  # a token is still required
+    file.write_text(f"{TOKEN}\n")
+    assert tokens.refusal(f"Bearer {TOKEN}") is None, "a token written back opens the door again"
 
 
 def test_an_open_door_is_refused_unless_allowed() -> None:
@@ -145,10 +171,9 @@ def test_signed_webhooks_verify_with_the_readme_lines_and_tampering_fails() -> N
     stale = WebhookForwarder.from_settings(receiver.url, settings)
     stale.clock = lambda: time.time() - 600
     try:
-        with httpx.Client() as client:
-            forwarder.deliver(alert("s1"), client)
-            forwarder.deliver(alert("s2", rule="unicode-ü"), client)
-            stale.deliver(alert("s3"), client)
+        forwarder.deliver(alert("s1"))
+        forwarder.deliver(alert("s2", rule="unicode-ü"))
+        stale.deliver(alert("s3"))
     finally:
         receiver.httpd.shutdown()
     (body1, h1), (body2, h2), (body3, h3) = receiver.deliveries

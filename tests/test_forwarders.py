@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -66,8 +67,7 @@ def test_webhook_retries_with_backoff_until_the_receiver_recovers() -> None:
     receiver = Receiver(fail=3)
     sleeps: list[float] = []
     try:
-        with httpx.Client() as client:
-            WebhookForwarder(receiver.url, retries=5, backoff=0.1, sleep=sleeps.append).deliver(alert(), client)
+        WebhookForwarder(receiver.url, retries=5, backoff=0.1, sleep=sleeps.append).deliver(alert())
     finally:
         receiver.close()
     assert receiver.attempts == 4 and receiver.received[0]["id"] == "a1"
@@ -77,13 +77,12 @@ def test_webhook_retries_with_backoff_until_the_receiver_recovers() -> None:
 def test_webhook_gives_up_on_a_permanent_refusal_and_after_the_last_retry() -> None:
     receiver = Receiver(fail=100)
     try:
-        with httpx.Client() as client:
-            with pytest.raises(PermanentFailure):
-                WebhookForwarder(receiver.url, sleep=lambda s: None).deliver(alert(rule="refused"), client)
-            assert receiver.attempts == 1
-            with pytest.raises(httpx.HTTPStatusError):
-                WebhookForwarder(receiver.url, retries=2, sleep=lambda s: None).deliver(alert(), client)
-            assert receiver.attempts == 4
+        with pytest.raises(PermanentFailure):
+            WebhookForwarder(receiver.url, sleep=lambda s: None).deliver(alert(rule="refused"))
+        assert receiver.attempts == 1
+        with pytest.raises(httpx.HTTPStatusError):
+            WebhookForwarder(receiver.url, retries=2, sleep=lambda s: None).deliver(alert())
+        assert receiver.attempts == 4
     finally:
         receiver.close()
 
@@ -109,7 +108,7 @@ def test_forwarder_delivers_from_kafka_and_dead_letters_refusals(pipeline: Pipel
                          "fwd-test", stop_after_idle=2)
     finally:
         receiver.close()
-    assert counts == {"delivered": 2, "dead_lettered": 1, "repeats": 0}
+    assert counts == {"delivered": 2, "dead_lettered": 1, "repeats": 0, "bad": 0}
     assert sorted(r["id"] for r in receiver.received) == ["a1", "a3"]
     consumer = KafkaConsumer(pipeline.settings.topic("alerts.deadletter"), bootstrap_servers=pipeline.bootstrap,
                              auto_offset_reset="earliest", consumer_timeout_ms=3000)
@@ -120,7 +119,7 @@ def test_forwarder_delivers_from_kafka_and_dead_letters_refusals(pipeline: Pipel
     # committed: a second run of the same group has nothing left to do
     again = forward(WebhookForwarder(receiver.url), pipeline.settings, pipeline.bootstrap, "fwd-test",
                     stop_after_idle=2)
-    assert again == {"delivered": 0, "dead_lettered": 0, "repeats": 0}
+    assert again == {"delivered": 0, "dead_lettered": 0, "repeats": 0, "bad": 0}
 
 
 def test_seen_ids_are_bounded_and_kept_across_restarts(tmp_path: Path) -> None:
@@ -151,8 +150,8 @@ def test_a_replayed_alert_reaches_the_receiver_once(pipeline: Pipeline) -> None:
                         stop_after_idle=2)
     finally:
         receiver.close()
-    assert counts == {"delivered": 2, "dead_lettered": 0, "repeats": 1}
-    assert again == {"delivered": 1, "dead_lettered": 0, "repeats": 1}
+    assert counts == {"delivered": 2, "dead_lettered": 0, "repeats": 1, "bad": 0}
+    assert again == {"delivered": 1, "dead_lettered": 0, "repeats": 1, "bad": 0}
     assert [r["id"] for r in receiver.received] == ["r1", "r2", "r3"]
 
 
@@ -169,8 +168,7 @@ def test_alertmanager_forwarder_against_a_real_alertmanager(tmp_path: Path) -> N
     try:
         wait_http(f"{base}/-/ready")
         news = alert("am-1", rule="russia-sanctions-payments").model_copy(update={"created_at": datetime.now(UTC)})
-        with httpx.Client() as client:
-            AlertmanagerForwarder(base).deliver(news, client)
+        AlertmanagerForwarder(base).deliver(news)
         seen = json.loads(urllib.request.urlopen(f"{base}/api/v2/alerts", timeout=5).read())
     finally:
         proc.terminate()
@@ -195,3 +193,130 @@ def test_streams_alerts_prints_and_filters(pipeline: Pipeline) -> None:
     out = subprocess.run([*cmd, "--json", "--rule", "other"], env=env, capture_output=True, text=True,
                          timeout=60).stdout
     assert [json.loads(x)["id"] for x in out.splitlines()] == ["c2"]
+
+
+class SlowReceiver:
+    """Answers each POST after ``delay`` seconds, or dribbles its answer a byte every ``drip`` seconds."""
+
+    def __init__(self, delay: float = 0.0, drip: float | None = None) -> None:
+        self.received: list[str] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                time.sleep(delay)
+                if drip is not None:
+                    for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n":
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(drip)
+                    return
+                receiver.received.append(body["id"])
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+
+
+def test_a_dribbling_receiver_is_cut_off_at_the_deadline() -> None:
+    receiver = SlowReceiver(drip=0.4)  # 38 bytes: 15 s for the whole answer; every read well within 2 s
+    started = time.monotonic()
+    try:
+        with pytest.raises(httpx.TimeoutException, match="deadline"):
+            WebhookForwarder(receiver.url, retries=0, timeout=2.0, deadline=1.5).deliver(alert())
+    finally:
+        receiver.close()
+    assert time.monotonic() - started < 4, "one attempt took past its deadline"
+
+
+def test_retries_are_capped_and_the_backoff_has_a_ceiling() -> None:
+    from streams.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="retries must be 0 to 10"):
+        WebhookForwarder("http://127.0.0.1:9/hook", retries=11)
+    sleeps: list[float] = []
+    forwarder = WebhookForwarder("http://127.0.0.1:9/hook", retries=4, backoff=10, max_backoff=15,
+                                 deadline=1, sleep=sleeps.append)
+    with pytest.raises(httpx.TransportError):
+        forwarder.deliver(alert())  # nothing listens on port 9
+    assert sleeps == [10, 15, 15, 15]
+    assert forwarder.worst_case() == 5 * 1 + 10 + 15 * 3
+
+
+def forward_process(pipeline: Pipeline, url: str, group: str, log: Path) -> subprocess.Popen:
+    env = {**os.environ, "STREAMS_BROKER": pipeline.bootstrap, "STREAMS_TOPIC_PREFIX": pipeline.settings.topic_prefix,
+           "STREAMS_APP_ID": pipeline.settings.app_id, "STREAMS_HOME": str(log.parent / "home")}
+    return subprocess.Popen([sys.executable, "-m", "streams", "forward", "webhook", url, "--group", group,
+                             "--idle", "15"], env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+
+
+def committed(pipeline: Pipeline, group: str) -> int:
+    from streams.kafka import connection
+
+    admin = connection.admin(pipeline.settings, pipeline.bootstrap)
+    try:
+        offsets = admin.list_group_offsets({group: None}).get(group, {})
+    finally:
+        admin.close()
+    return sum(max(0, meta.offset) for meta in offsets.values())
+
+
+@pytest.mark.kafka
+def test_forwarder_killed_mid_batch_never_skips_an_alert(pipeline: Pipeline, tmp_path: Path) -> None:
+    """kill -9 after a few deliveries, then a restart, twice over: every alert reaches the receiver
+    at least once, and the committed offsets never run ahead of what was delivered."""
+    for loop in range(2):
+        ids = [f"k{loop}-{i}" for i in range(10)]
+        publish_alerts(pipeline, [alert(i) for i in ids])
+        receiver = SlowReceiver(delay=0.3)
+        group = f"fwd-kill-{loop}"
+        try:
+            proc = forward_process(pipeline, receiver.url, group, tmp_path / f"forward-{loop}.log")
+            deadline = time.monotonic() + 60
+            while len(receiver.received) < 3 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            proc.kill()
+            proc.wait()
+            delivered_before = len(set(receiver.received))
+            assert committed(pipeline, group) <= delivered_before + 1, "committed alerts that were never delivered"
+            proc = forward_process(pipeline, receiver.url, group, tmp_path / f"forward-{loop}.log")
+            assert proc.wait(timeout=120) == 0
+        finally:
+            receiver.close()
+        assert set(ids) <= set(receiver.received), f"never delivered: {sorted(set(ids) - set(receiver.received))}"
+
+
+@pytest.mark.kafka
+def test_a_slow_receiver_and_a_poison_record_do_not_stop_the_forwarder(pipeline: Pipeline) -> None:
+    from kafka import KafkaProducer
+
+    publish_alerts(pipeline, [alert("p1")])
+    producer = KafkaProducer(bootstrap_servers=pipeline.bootstrap, acks="all")
+    producer.send(pipeline.settings.topic("alerts"), value=b'{"not": "an alert"')
+    producer.flush()
+    producer.close()
+    publish_alerts(pipeline, [alert("p2")])
+    receiver = SlowReceiver(delay=2.5)  # past the per-read timeout below, within nothing else
+    try:
+        counts = forward(WebhookForwarder(receiver.url, retries=1, timeout=1.0, deadline=1.5, backoff=0.1),
+                         pipeline.settings, pipeline.bootstrap, "fwd-slow", stop_after_idle=2)
+    finally:
+        receiver.close()
+    assert counts == {"delivered": 0, "dead_lettered": 2, "repeats": 0, "bad": 1}
+    fast = Receiver()
+    try:
+        again = forward(WebhookForwarder(fast.url), pipeline.settings, pipeline.bootstrap, "fwd-slow",
+                        stop_after_idle=2)
+    finally:
+        fast.close()
+    assert again["delivered"] == 0, "everything was committed once dead-lettered: nothing is delivered twice"

@@ -1,9 +1,10 @@
 """Downstream of ``alerts``: following them on a terminal, and forwarding them to a webhook or to
 Prometheus Alertmanager.
 
-Forwarders read with their own consumer group and commit an alert's offset only after it was
-delivered or dead-lettered (to ``alerts.deadletter``, with the reason and the alert), so nothing
-is lost when a forwarder restarts. Repeats stop at the door: the pipeline is at-least-once, so a
+Forwarders read with their own consumer group and commit an alert's offset only after that alert
+was delivered or dead-lettered (to ``alerts.deadletter``, with the reason and the alert), one
+record at a time, so nothing is lost when a forwarder restarts or is killed. A record on ``alerts``
+that is not an alert is dead-lettered too, never fatal. Repeats stop at the door: the pipeline is at-least-once, so a
 replay after a worker's crash can send an alert again (with the same deterministic id), and the
 follower and the forwarders remember the ids they showed or delivered (:class:`SeenIds`, bounded,
 kept in ``STREAMS_HOME`` across restarts) and drop such repeats.
@@ -19,6 +20,7 @@ import hashlib
 import hmac
 import json
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -31,7 +33,7 @@ from pydantic import SecretStr
 from streams.contract.events import Alert
 from streams.contract.topics import ALERTS, ALERTS_DEADLETTER
 from streams.contract.validate import dead_letter
-from streams.errors import DeliveryError
+from streams.errors import ConfigError, DeliveryError
 from streams.kafka import connection
 from streams.settings import Settings
 
@@ -50,14 +52,14 @@ def format_alert(alert: Alert, color: bool | None = None) -> str:
     return f"  {sev} {alert.rule_id:26} {alert.title[:60]:60}  ({why[:60]})"
 
 
-def alert_consumer(settings: Settings, bootstrap: str, group: str | None, from_beginning: bool):
+def alert_consumer(settings: Settings, bootstrap: str, group: str | None, from_beginning: bool, **options: object):
     return connection.consumer(settings, settings.topic(ALERTS), bootstrap=bootstrap, group_id=group,
                                auto_offset_reset="earliest" if from_beginning else "latest",
-                               enable_auto_commit=False, isolation_level="read_committed")
+                               enable_auto_commit=False, isolation_level="read_committed", **options)
 
 
-def follow(consumer, stop_after_idle: float | None = None) -> Iterator[tuple[Alert, object]]:
-    """Alerts as they arrive (with their Kafka record), until idle for ``stop_after_idle`` seconds."""
+def follow(consumer, stop_after_idle: float | None = None) -> Iterator[object]:
+    """Records of ``alerts`` as they arrive, until idle for ``stop_after_idle`` seconds."""
     idle_since = time.monotonic()
     while True:
         batch = consumer.poll(timeout_ms=500)
@@ -67,8 +69,15 @@ def follow(consumer, stop_after_idle: float | None = None) -> Iterator[tuple[Ale
             continue
         idle_since = time.monotonic()
         for records in batch.values():
-            for record in records:
-                yield Alert.model_validate_json(record.value), record
+            yield from records
+
+
+def parse(record) -> Alert | None:
+    """The alert a record carries, or None for a record that is not one (never fatal to a reader)."""
+    try:
+        return Alert.model_validate_json(record.value)
+    except ValueError:
+        return None
 
 
 def matches(alert: Alert, min_severity: str | None, rules: list[str] | None) -> bool:
@@ -127,25 +136,44 @@ def signature(secret: bytes, body: bytes, timestamp: int) -> str:
     return f"t={timestamp},v1={mac}"
 
 
+SESSION_TIMEOUT_MS = 10_000  # as the workers' STREAMS_SESSION_TIMEOUT default (kafka-python's is 45 s)
+MAX_RETRIES = 10  # a ceiling on --retries: past it a dead receiver holds every alert behind it too long
+
+
 @dataclass
 class WebhookForwarder:
-    """POSTs each alert as JSON; retries with exponential backoff on errors, 5xx, 408 and 429.
+    """POSTs each alert as JSON; retries with exponential backoff (capped at ``max_backoff``) on
+    errors, 5xx, 408 and 429.
 
-    ``secret`` signs each attempt (with that attempt's time); ``headers`` are sent as they are, for
-    receivers that want a static credential."""
+    Every attempt has a whole-request ``deadline``, besides httpx's per-read ``timeout``: a receiver
+    that dribbles its answer a byte at a time is cut off (the attempt is abandoned to a daemon thread
+    and counts as a timeout). ``secret`` signs each attempt (with that attempt's time); ``headers`` are
+    sent as they are, for receivers that want a static credential."""
 
     url: str
     retries: int = 5
     backoff: float = 0.5
     timeout: float = 10.0
+    deadline: float = 15.0
+    max_backoff: float = 30.0
     secret: SecretStr | None = None
     headers: dict[str, SecretStr] = field(default_factory=dict)
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.time
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.retries <= MAX_RETRIES:
+            raise ConfigError(f"retries must be 0 to {MAX_RETRIES}, not {self.retries}: a receiver that is down "
+                              "would hold every alert behind it; failed alerts go to alerts.deadletter")
+
     @classmethod
     def from_settings(cls, url: str, settings: Settings, **kwargs) -> WebhookForwarder:
         return cls(url, secret=settings.webhook_secret, headers=settings.webhook_headers, **kwargs)
+
+    def worst_case(self) -> float:
+        """The longest one alert's delivery can take: every attempt to its deadline, every backoff."""
+        backoffs = sum(min(self.max_backoff, self.backoff * 2 ** i) for i in range(self.retries))
+        return (self.retries + 1) * self.deadline + backoffs
 
     def payload(self, alert: Alert) -> dict | list:
         return alert.model_dump(mode="json")
@@ -159,13 +187,32 @@ class WebhookForwarder:
             headers[SIGNATURE_HEADER] = signature(self.secret.get_secret_value().encode(), body, int(self.clock()))
         return body, headers
 
-    def deliver(self, alert: Alert, client: httpx.Client) -> None:
+    def post(self, body: bytes, headers: dict[str, str]) -> httpx.Response:
+        """One attempt, within ``deadline`` seconds from start to the last byte of the answer."""
+        outcome: dict[str, object] = {}
+
+        def attempt() -> None:
+            try:
+                with httpx.Client(timeout=httpx.Timeout(self.timeout, connect=min(5.0, self.timeout))) as client:
+                    outcome["response"] = client.post(self.url, content=body, headers=headers)
+            except Exception as exc:
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=attempt, name="webhook-attempt", daemon=True)
+        worker.start()
+        worker.join(self.deadline)
+        if worker.is_alive():
+            raise httpx.TimeoutException(f"{self.url} did not answer within the {self.deadline:g} s deadline")
+        if "error" in outcome:
+            raise outcome["error"]  # type: ignore[misc]
+        return outcome["response"]  # type: ignore[return-value]
+
+    def deliver(self, alert: Alert) -> None:
         """Deliver or raise: :class:`PermanentFailure`, or the last error once retries are spent."""
         delay = self.backoff
         for attempt in range(self.retries + 1):
             try:
-                body, headers = self.request(alert)
-                response = client.post(self.url, content=body, headers=headers, timeout=self.timeout)
+                response = self.post(*self.request(alert))
                 if response.status_code < 300:
                     return
                 if 400 <= response.status_code < 500 and response.status_code not in (408, 429):
@@ -176,7 +223,7 @@ class WebhookForwarder:
                 error = exc
             if attempt < self.retries:
                 self.sleep(delay)
-                delay *= 2
+                delay = min(self.max_backoff, delay * 2)
         raise error
 
 
@@ -187,6 +234,7 @@ class AlertmanagerForwarder(WebhookForwarder):
     resolve_after: timedelta = timedelta(hours=1)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.url = self.url.rstrip("/") + "/api/v2/alerts"
 
     def payload(self, alert: Alert) -> list[dict]:
@@ -206,29 +254,48 @@ class AlertmanagerForwarder(WebhookForwarder):
 def forward(forwarder: WebhookForwarder, settings: Settings, bootstrap: str, group: str,
             stop_after_idle: float | None = None, seen: SeenIds | None = None) -> dict[str, int]:
     """Deliver every alert of the group's backlog and then new ones, each id once; returns counts by
-    outcome (``repeats``: alerts already delivered, dropped)."""
+    outcome (``repeats``: alerts already delivered, dropped; ``bad``: records that are not alerts,
+    dead-lettered).
+
+    One record per poll, and its offset committed only once it was delivered, dead-lettered or
+    dropped as a repeat: a crash repeats at most the alert in flight and never skips one. The poll
+    interval allowed is the forwarder's worst case per alert, so a slow receiver does not get the
+    forwarder evicted from its group (heartbeats run on their own thread); a forwarder that dies is
+    evicted after :data:`SESSION_TIMEOUT_MS`, so its restart or a second forwarder takes over soon."""
+    from kafka import TopicPartition
+    from kafka.structs import OffsetAndMetadata
 
     seen = seen or SeenIds.for_reader(settings, f"forward-{group}")
-    consumer = alert_consumer(settings, bootstrap, group, from_beginning=True)
+    consumer = alert_consumer(settings, bootstrap, group, from_beginning=True, max_poll_records=1,
+                              max_poll_interval_ms=int(1000 * (forwarder.worst_case() + 30)),
+                              session_timeout_ms=SESSION_TIMEOUT_MS, heartbeat_interval_ms=SESSION_TIMEOUT_MS // 5)
     producer = connection.producer(settings, bootstrap, acks="all")
-    counts = {"delivered": 0, "dead_lettered": 0, "repeats": 0}
+    counts = {"delivered": 0, "dead_lettered": 0, "repeats": 0, "bad": 0}
+
+    def dead_letter_it(record, reason: str, detail: str, alert_id: str | None) -> None:
+        letter = dead_letter(record.value, "forward", reason, detail[:500], alert_id)
+        producer.send(settings.topic(ALERTS_DEADLETTER), key=alert_id.encode() if alert_id else None,
+                      value=letter.dumps())
+        producer.flush()
+
     try:
-        with httpx.Client() as client:
-            for alert, record in follow(consumer, stop_after_idle):
-                if alert.id in seen:
-                    counts["repeats"] += 1
-                    consumer.commit()
-                    continue
+        for record in follow(consumer, stop_after_idle):
+            alert = parse(record)
+            if alert is None:
+                dead_letter_it(record, "bad_alert", "not an alert event", None)
+                counts["bad"] += 1
+            elif alert.id in seen:
+                counts["repeats"] += 1
+            else:
                 try:
-                    forwarder.deliver(alert, client)
+                    forwarder.deliver(alert)
                     seen.add(alert.id)
                     counts["delivered"] += 1
                 except (PermanentFailure, httpx.HTTPError) as exc:
-                    letter = dead_letter(record.value, "forward", "delivery_failed", str(exc)[:500], alert.id)
-                    producer.send(settings.topic(ALERTS_DEADLETTER), key=alert.id.encode(), value=letter.dumps())
-                    producer.flush()
+                    dead_letter_it(record, "delivery_failed", str(exc), alert.id)
                     counts["dead_lettered"] += 1
-                consumer.commit()
+            done = OffsetAndMetadata(record.offset + 1, "", -1)
+            consumer.commit({TopicPartition(record.topic, record.partition): done})
     finally:
         consumer.close()
         producer.close()

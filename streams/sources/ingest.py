@@ -81,7 +81,12 @@ class IngestTokens:
     The file is re-read when it changes, so tokens rotate without a restart: add the new token,
     move the producers over, remove the old one. Only SHA-256 digests are kept, and every request is
     compared with every token in constant time, so neither the tokens nor how close a guess came
-    show in memory dumps, reprs or response times."""
+    show in memory dumps, reprs or response times.
+
+    It fails closed: once a tokens file is configured, a token is always required. A file that is
+    empty, holds only comments, or cannot be read (an editor or a config tool mid-rotation) leaves
+    no valid token, so every POST gets 401 (reason ``no_valid_token``) and an error is logged, until
+    the file holds a token again."""
 
     def __init__(self, token: SecretStr | None = None, path: Path | None = None) -> None:
         self._fixed = [_digest(token.get_secret_value())] if token and token.get_secret_value() else []
@@ -101,7 +106,7 @@ class IngestTokens:
 
     @property
     def required(self) -> bool:
-        return bool(self._current())
+        return self._path is not None or bool(self._fixed)
 
     def _current(self) -> list[bytes]:
         if self._path is not None:
@@ -111,16 +116,22 @@ class IngestTokens:
                     lines = self._path.read_text(encoding="utf-8").splitlines()
                     self._from_file = [_digest(t) for t in (line.strip() for line in lines) if t and t[0] != "#"]
                     self._mtime = mtime
-            except OSError as exc:  # keep the tokens last read rather than open the door
-                log.warning("ingest tokens file not re-read (%s); the tokens read before stay in force",
-                            type(exc).__name__)
+                    if not self._from_file:
+                        log.error("STREAMS_INGEST_TOKENS_FILE=%s holds no token: every POST /articles is refused "
+                                  "(401) until it holds one", self._path)
+            except (OSError, UnicodeDecodeError) as exc:
+                if self._mtime is not None or self._from_file:
+                    log.error("STREAMS_INGEST_TOKENS_FILE=%s cannot be read (%s): every POST /articles is refused "
+                              "(401) until it can", self._path, type(exc).__name__)
+                self._from_file, self._mtime = [], None
         return self._fixed + self._from_file
 
     def refusal(self, authorization: str | None) -> str | None:
-        """None when the request may publish, else why not: ``missing_token`` or ``wrong_token``."""
+        """None when the request may publish, else why not: ``missing_token``, ``wrong_token``, or
+        ``no_valid_token`` (a tokens file that holds none)."""
         tokens = self._current()
         if not tokens:
-            return None
+            return "no_valid_token" if self.required else None
         scheme, _, given = (authorization or "").strip().partition(" ")
         if scheme.lower() != "bearer" or not given.strip():
             return "missing_token"
