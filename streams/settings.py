@@ -15,6 +15,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DATA_DIR = PACKAGE_DIR / "data"
+#: the largest STREAMS_MAX_BODY_BYTES allowed: the tagger is sized for it (streams.stages.tag)
+MAX_BODY_BYTES_LIMIT = 2_000_000
 
 
 class Settings(BaseSettings):
@@ -46,7 +48,8 @@ class Settings(BaseSettings):
     partitions: int = Field(default=4, ge=1, description="Partitions of each stage topic.")
     replication_factor: int = Field(default=1, ge=1)
     processing_guarantee: str = Field(default="at_least_once", description="Faust's processing guarantee.")
-    max_body_bytes: int = Field(default=1_000_000, ge=1, description="Larger raw bodies are dead-lettered.")
+    max_body_bytes: int = Field(default=1_000_000, ge=1, le=MAX_BODY_BYTES_LIMIT,
+                                description="Larger raw bodies are dead-lettered.")
 
     dedup_threshold: float = Field(default=0.5, gt=0, le=1, description="Jaccard of word 5-shingles.")
     dedup_containment: float = Field(default=0.9, gt=0, le=1,

@@ -192,3 +192,44 @@ def test_signed_webhooks_verify_with_the_readme_lines_and_tampering_fails() -> N
 def test_unsigned_without_a_secret() -> None:
     body, headers = WebhookForwarder("http://127.0.0.1:9/hook").request(alert())
     assert SIGNATURE_HEADER not in headers and json.loads(body)["id"] == "a1"
+
+
+def article_json(aid: str, **fields: object) -> dict:
+    return {"id": aid, "url": f"https://x.example/{aid}", "source": "x.example", "title": "A headline",
+            "body": "Enough words to be an article body here.", "published_at": "2026-09-05T06:00:00Z", **fields}
+
+
+@pytest.mark.parametrize(("body", "reason"), [
+    (json.dumps([article_json("a-1"), article_json("a-2"), article_json("a-3", body="x \ud800")]), "bad_unicode"),
+    (json.dumps([article_json("a-1"), article_json("a-1")]), "duplicate_id"),
+    (json.dumps([article_json("a\u0000b")]), "bad_id"),
+    (json.dumps([article_json("a-1", title="T" * 148_000)]), "bad_title"),
+])
+def test_a_batch_with_one_bad_article_is_refused_whole_before_anything_is_published(body: str, reason: str) -> None:
+    """A lone surrogate (a string cut mid-emoji), a repeated id, a control character in an id, a title
+    the tagger could not take: 400 naming the index and reason, and no article to publish."""
+    from streams.sources.ingest import handle_post
+
+    result = handle_post(body.encode(), "application/json", 1_000_000)
+    assert result.status == 400 and not result.articles
+    [rejected] = result.body["rejected"]
+    assert rejected["reason"] == reason and isinstance(rejected["index"], int)
+
+
+@pytest.mark.parametrize("body", [b"[" * 1000 + b"]" * 1000, b'{"id": ' + b"9" * 5000 + b"}",
+                                  b'[{"id": "a", "n": ' + b"1" * 5000 + b"}]"])
+def test_deep_nesting_and_huge_integers_are_400_not_500(body: bytes) -> None:
+    from streams.sources.ingest import handle_post
+
+    result = handle_post(body, "application/json", 1_000_000)
+    assert result.status == 400 and result.body["error"] in ("not_json", "invalid_articles")
+
+
+def test_every_article_the_door_accepts_fits_the_tagger() -> None:
+    from streams.contract.events import MAX_TITLE_CHARS
+    from streams.settings import DATA_DIR, MAX_BODY_BYTES_LIMIT
+    from streams.stages.tag import build_nlp
+
+    assert build_nlp(None, DATA_DIR / "kb.yaml").max_length >= MAX_BODY_BYTES_LIMIT + MAX_TITLE_CHARS + 2
+    with pytest.raises(ValueError, match="less than or equal"):
+        Settings(max_body_bytes=MAX_BODY_BYTES_LIMIT + 1)

@@ -28,8 +28,16 @@ def _not_blank(value: str) -> str:
     return value
 
 
+def _no_control_characters(value: str) -> str:
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
 AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
 NonBlank = Annotated[str, AfterValidator(_not_blank)]
+#: a headline, not a page: the door refuses longer titles (the tagger reads title + body)
+MAX_TITLE_CHARS = 1000
 
 
 def utcnow() -> datetime:
@@ -50,10 +58,11 @@ class RawArticle(Event):
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=False)
 
-    id: NonBlank = Field(max_length=512, description="Producer-unique id of this message.")
+    id: Annotated[NonBlank, AfterValidator(_no_control_characters)] = Field(
+        max_length=512, description="Producer-unique id of this message (no control characters).")
     url: HttpUrl
     source: NonBlank = Field(max_length=512, description="The publishing site, e.g. its domain.")
-    title: str | None = None
+    title: str | None = Field(default=None, max_length=MAX_TITLE_CHARS)
     body: NonBlank = Field(description="Article text: plain text or a whole HTML page.")
     content_type: ContentType = "text/plain"
     published_at: AwareDatetime

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from streams.contract.events import DeadLetter, RawArticle
 
 #: Which field's failure maps to which reason, for the fields with a reason of their own.
-FIELD_REASONS = {"url": "bad_url", "published_at": "bad_timestamp"}
+FIELD_REASONS = {"url": "bad_url", "published_at": "bad_timestamp", "id": "bad_id", "title": "bad_title"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +72,8 @@ def parse_raw(data: bytes | str, max_body_bytes: int) -> RawArticle | Rejection:
         text = data
     try:
         obj = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        return Rejection("not_json", f"the message is not JSON: {exc}"[:300])
+    except (ValueError, RecursionError) as exc:  # bad JSON, an integer past 4,300 digits, nesting too deep
+        return Rejection("not_json", f"the message is not JSON we accept: {exc}"[:300])
     if not isinstance(obj, dict):
         return Rejection("not_object", f"the message is a JSON {type(obj).__name__}, not an object")
     msg_id = obj.get("id") if isinstance(obj.get("id"), str) else None
@@ -81,10 +81,14 @@ def parse_raw(data: bytes | str, max_body_bytes: int) -> RawArticle | Rejection:
     if isinstance(body, str) and len(body.encode("utf-8", "surrogatepass")) > max_body_bytes:
         return Rejection("too_large", f"body is larger than {max_body_bytes} bytes", msg_id)
     try:
-        return RawArticle.model_validate(obj)
+        article = RawArticle.model_validate(obj)
+        article.dumps()  # a lone surrogate (a string cut mid-emoji) cannot be written as UTF-8
     except ValidationError as exc:
         reason, detail = _reason_for(exc.errors(), obj)
         return Rejection(reason, detail[:500], msg_id)
+    except (UnicodeError, ValueError) as exc:
+        return Rejection("bad_unicode", f"a string is not valid Unicode (a lone surrogate?): {exc}"[:300], msg_id)
+    return article
 
 
 def dead_letter(data: bytes, stage: str, reason: str, detail: str, msg_id: str | None = None,

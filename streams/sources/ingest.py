@@ -52,7 +52,7 @@ def handle_post(body: bytes | None, content_type: str | None, max_body_bytes: in
         return HttpResult(413, {"error": "too_large", "detail": f"requests are limited to {max_request_bytes} bytes"})
     try:
         payload = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # also: not UTF-8, 4,300+ digit integers, nesting too deep
         return HttpResult(400, {"error": "not_json", "detail": str(exc)[:300]})
     items = payload if isinstance(payload, list) else [payload]
     if not items or len(items) > MAX_ARTICLES_PER_REQUEST:
@@ -60,12 +60,19 @@ def handle_post(body: bytes | None, content_type: str | None, max_body_bytes: in
             "error": "empty" if not items else "too_many",
             "detail": f"send 1 to {MAX_ARTICLES_PER_REQUEST} articles per request"})
     articles, errors = [], []
+    seen: set[str] = set()
     for index, item in enumerate(items):
-        parsed = parse_raw(json.dumps(item), max_body_bytes) if isinstance(item, dict) else \
-            Rejection("not_object", f"item is a JSON {type(item).__name__}, not an object")
+        try:
+            parsed = parse_raw(json.dumps(item), max_body_bytes) if isinstance(item, dict) else \
+                Rejection("not_object", f"item is a JSON {type(item).__name__}, not an object")
+        except (ValueError, RecursionError) as exc:
+            parsed = Rejection("not_json", str(exc)[:300])
+        if not isinstance(parsed, Rejection) and parsed.id in seen:
+            parsed = Rejection("duplicate_id", "this id is already in the request", parsed.id)
         if isinstance(parsed, Rejection):
             errors.append({"index": index, "id": parsed.id, "reason": parsed.reason, "detail": parsed.detail})
         else:
+            seen.add(parsed.id)
             articles.append(parsed)
     if errors:
         status = 413 if all(e["reason"] == "too_large" for e in errors) else 400

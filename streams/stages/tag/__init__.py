@@ -26,9 +26,9 @@ import spacy
 from spacy.language import Language
 from spacy.tokens import Doc, Span
 
-from streams.contract.events import CleanArticle, Entity, TaggedArticle
+from streams.contract.events import MAX_TITLE_CHARS, CleanArticle, Entity, TaggedArticle
 from streams.errors import ConfigError
-from streams.settings import Settings
+from streams.settings import MAX_BODY_BYTES_LIMIT, Settings
 from streams.stages.tag.kb import KBComponent, KBEntity, KnowledgeBase
 from streams.stages.tag.topics import TopicTaxonomy
 
@@ -54,6 +54,9 @@ def build_nlp(model: str | None, kb_path: Path) -> Language:
                          f"Point it at a directory (streams train-ner writes one) or pip install the package "
                          f"({exc})") from exc
     nlp.add_pipe("streams_kb", config={"kb_path": str(kb_path)})
+    # spaCy refuses texts over 1,000,000 characters; the door admits a body up to STREAMS_MAX_BODY_BYTES
+    # (at most MAX_BODY_BYTES_LIMIT) and a title up to MAX_TITLE_CHARS, so every accepted article fits
+    nlp.max_length = MAX_BODY_BYTES_LIMIT + MAX_TITLE_CHARS + 2
     return nlp
 
 
