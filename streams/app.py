@@ -41,7 +41,7 @@ from streams.kafka import connection
 from streams.kafka.consumer import transport_class
 from streams.metrics import Metrics
 from streams.settings import Settings, get_settings
-from streams.sources.ingest import IngestTokens, handle_post
+from streams.sources.ingest import BODY_DEADLINE_S, IngestTokens, handle_post, host_allowed
 from streams.stages.burst import burst_alert, mention_batches
 from streams.stages.clean import clean_message
 from streams.stages.dedup import Verdict, mark_duplicate, mark_unique
@@ -79,6 +79,12 @@ class StreamsApp(faust.App):
             broker_session_timeout=settings.session_timeout,
             broker_heartbeat_interval=settings.session_timeout / 5,
             broker_rebalance_timeout=settings.session_timeout * 2,
+            # Faust's own pages would tell anyone who reaches the port whether an article id was seen
+            # (/table/) and where the workers are (/router/): off; ours are /articles, /metrics, /openapi.json
+            web_tables_enabled=False,
+            web_router_enabled=False,
+            web_graph_enabled=False,
+            web_stats_enabled=False,
         )
 
     def _new_transport(self) -> faust.types.TransportT:
@@ -300,13 +306,23 @@ class ArticlesView(faust.web.View):
     its body is read; the refusal is counted by reason."""
 
     async def post(self, request: faust.web.Request) -> faust.web.Response:
+        if not host_allowed(request.headers.get("Host"), settings):
+            metrics.ingest_rejected.labels("http", "wrong_host").inc()
+            metrics.ingested.labels("http", "rejected").inc()
+            return self.json({"error": "misdirected", "detail": "this worker does not answer for that Host"},
+                             status=421)
         refusal = app.ingest_tokens.refusal(request.headers.get("Authorization"))
         if refusal:
             metrics.ingest_rejected.labels("http", refusal).inc()
             metrics.ingested.labels("http", "rejected").inc()
             return self.json({"error": "unauthorized"}, status=401, headers={"WWW-Authenticate": "Bearer"})
-        try:
-            body: bytes | None = await request.read()
+        try:  # a client that dribbles its body does not hold a connection open for long
+            body: bytes | None = await asyncio.wait_for(request.read(), timeout=BODY_DEADLINE_S)
+        except TimeoutError:
+            metrics.ingest_rejected.labels("http", "slow_body").inc()
+            metrics.ingested.labels("http", "rejected").inc()
+            return self.json({"error": "timeout", "detail": f"send the body within {BODY_DEADLINE_S:g} s"},
+                             status=408)
         except Exception:  # aiohttp refuses a body over its limit (the same 1 MiB)
             body = None
         result = handle_post(body, request.headers.get("Content-Type"), settings.max_body_bytes)

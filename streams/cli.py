@@ -113,10 +113,13 @@ def cmd_poll(args: argparse.Namespace) -> int:
     config = PollConfig.load(Path(args.feeds))
     state = PollState.load(Path(args.state) if args.state else settings.home / "rss-state.json")
     with ArticleProducer(settings, bootstrap_servers(settings)) as producer:
-        poller = Poller(config, state, producer.publish, producer.flush)
+        poller = Poller(config, state, producer.publish, producer.flush, fetch_private=settings.fetch_private)
         if args.once:
             r = poller.poll_once()
-            print(f"{r.published} new, {r.not_modified} unchanged, {r.skipped} already sent, {len(r.errors)} errors")
+            print(f"{r.published} new, {r.not_modified} unchanged, {r.skipped} already sent, "
+                  f"{r.rejected} refused at the door, {len(r.errors)} errors")
+            for error in r.errors:
+                print(f"  {error}", file=sys.stderr)
             return 1 if r.errors else 0
         poller.run()
     return 0

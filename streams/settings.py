@@ -85,6 +85,10 @@ class Settings(BaseSettings):
         default=None, description="A file of accepted tokens, one per line, re-read when it changes (rotation).")
     ingest_open: bool = Field(
         default=False, description="Let a worker serve POST /articles without a token on a non-loopback address.")
+    web_allowed_hosts: list[str] = Field(
+        default_factory=list, description="Host names POST /articles answers for besides loopback (JSON list).")
+    fetch_private: bool = Field(
+        default=False, description="Let `streams poll` fetch_page from loopback, private and link-local addresses.")
     webhook_secret: SecretStr | None = Field(
         default=None, description="Signs webhook deliveries (header Streams-Signature: t=...,v1=HMAC-SHA256).")
     webhook_headers: dict[str, SecretStr] = Field(

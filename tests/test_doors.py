@@ -29,10 +29,12 @@ TOKEN = "tok-9f2c41d7e0b3a8"
 ROTATED = "tok-rotated-51be7a0c"
 
 
-def post(url: str, body: dict, authorization: str | None = None) -> tuple[int, dict, dict]:
+def post(url: str, body: dict, authorization: str | None = None, host: str | None = None) -> tuple[int, dict, dict]:
     headers = {"Content-Type": "application/json"}
     if authorization is not None:
         headers["Authorization"] = authorization
+    if host is not None:
+        headers["Host"] = host
     request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=30) as resp:
@@ -119,6 +121,13 @@ def test_worker_door_takes_only_the_right_bearer_token(pipeline: Pipeline, tmp_p
     tokens_file.write_text("tok-next-0c7e19\n")
     assert post(url, {**GOOD, "id": "old"}, f"Bearer {ROTATED}")[0] == 401
     assert post(url, {**GOOD, "id": "ok-3"}, "Bearer tok-next-0c7e19")[0] == 202
+    # a page whose DNS name was rebound to 127.0.0.1 sends its own Host: refused before the token check
+    assert post(url, {**GOOD, "id": "rebound"}, "Bearer tok-next-0c7e19", host="evil.example:80")[0] == 421
+    # Faust's own pages are off: they would say which ids were seen and where the workers are
+    for page in ("/table/", "/router/", "/graph/", "/stats/"):
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(f"http://127.0.0.1:{worker.web_port}{page}", timeout=10)
+        assert missing.value.code == 404, page
 
     published = sorted(json.loads(v)["id"] for _, v in raw_messages(pipeline, 3))
     assert published == ["ok-1", "ok-2", "ok-3"]  # no rejected request published anything

@@ -9,10 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -132,6 +134,7 @@ class FeedServer:
 
     def __init__(self) -> None:
         self.items = 2
+        self.pages: dict[str, bytes] = {}
         self.requests: list[tuple[str, str | None]] = []
         server = self
 
@@ -146,6 +149,17 @@ class FeedServer:
                     body = ATOM.format(port=port).encode()
                 elif self.path.startswith("/story/"):
                     body = b"<html><body><article><p>Full page of the story.</p></article></body></html>"
+                elif self.path in server.pages:
+                    body = server.pages[self.path]
+                elif self.path == "/dribble.xml":  # a server that never finishes its answer in time
+                    self.send_response(200)
+                    self.send_header("Content-Length", "100000")
+                    self.end_headers()
+                    for _ in range(200):
+                        self.wfile.write(b" ")
+                        self.wfile.flush()
+                        time.sleep(0.05)
+                    return
                 else:
                     self.send_error(404)
                     return
@@ -214,8 +228,96 @@ def test_poller_fetch_page(feeds: FeedServer, tmp_path: Path) -> None:
     config_path.write_text(f"feeds:\n  - url: http://127.0.0.1:{feeds.port}/rss.xml\n    fetch_page: true\n")
     sent: list[dict] = []
     Poller(PollConfig.load(config_path), PollState.load(tmp_path / "s.json"),
-           lambda a: sent.append(a) or a["id"]).poll_once()
+           lambda a: sent.append(a) or a["id"], fetch_private=True).poll_once()
     assert len(sent) == 2 and all("Full page of the story" in a["body"] for a in sent)
+
+
+def test_fetch_page_never_reads_internal_addresses(feeds: FeedServer, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """An item linking to the worker's own /metrics (or anything inside), directly or by a redirect
+    from a public host, is not fetched unless STREAMS_FETCH_PRIVATE allows it."""
+    import httpx
+
+    from streams.sources import rss
+
+    config_path = tmp_path / "feeds.yaml"
+    config_path.write_text(f"feeds:\n  - url: http://127.0.0.1:{feeds.port}/rss.xml\n    fetch_page: true\n")
+    sent: list[dict] = []
+    report = Poller(PollConfig.load(config_path), PollState.load(tmp_path / "s.json"),
+                    lambda a: sent.append(a) or a["id"]).poll_once()
+    assert not sent and len(report.errors) == 2 and all("internal address" in e for e in report.errors)
+    assert [p for p, _ in feeds.requests] == ["/rss.xml"], "nothing but the feed itself was requested"
+
+    real = socket.getaddrinfo
+    monkeypatch.setattr(rss.socket, "getaddrinfo", lambda host, *a, **k: [
+        (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", 0))] if host == "public.example" else real(
+        host, *a, **k))
+
+    def hop(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(302, headers={"Location": f"http://127.0.0.1:{feeds.port}/metrics"})
+
+    with pytest.raises(rss.FetchRefused, match="internal address"):
+        rss.fetch(httpx.Client(transport=httpx.MockTransport(hop)), "http://public.example/a", 1000, False)
+
+
+def test_a_feed_declaring_entities_is_refused_and_the_other_feeds_go_on(feeds: FeedServer, tmp_path: Path) -> None:
+    entity = "x" * 50_000
+    refs = "&e;" * 4000  # ~200 MB once expanded
+    feeds.pages["/bomb.xml"] = (f'<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY e "{entity}">]>'
+                                f"<rss><channel><item><title>{refs}</title></item></channel></rss>").encode()
+    feeds.pages["/bad-char.xml"] = RSS.format(items=ITEM.format(title="Cut &#xD800; mid-emoji", port=feeds.port,
+                                                                n=7)).encode()
+    config_path = tmp_path / "feeds.yaml"
+    config_path.write_text(f"feeds:\n  - http://127.0.0.1:{feeds.port}/bomb.xml\n"
+                           f"  - http://127.0.0.1:{feeds.port}/bad-char.xml\n"
+                           f"  - http://127.0.0.1:{feeds.port}/rss.xml\n")
+    from streams.contract.validate import Rejection, parse_raw
+
+    sent: list[dict] = []
+
+    def publish(article: dict) -> str | None:  # as the producer validates
+        sent.append(article)
+        try:
+            data = json.dumps(article, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            return None
+        parsed = parse_raw(data, 1_000_000)
+        return None if isinstance(parsed, Rejection) else parsed.id
+
+    tracemalloc.start()
+    report = Poller(PollConfig.load(config_path), PollState.load(tmp_path / "s.json"), publish).poll_once()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert any("declares XML entities" in e for e in report.errors)
+    assert report.published == 3 and not report.rejected, report  # the feeds after the bomb went on
+    assert [a for a in sent if "\ufffd" in (a["title"] or "")], "a reference to a lone surrogate became U+FFFD"
+    assert peak < 50 * 1024 * 1024
+    assert (tmp_path / "s.json").exists(), "the state was saved"
+
+
+def test_a_feed_that_never_finishes_is_cut_off(feeds: FeedServer, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from streams.sources import rss
+
+    monkeypatch.setattr(rss, "DEADLINE_S", 1.0)
+    config_path = tmp_path / "feeds.yaml"
+    config_path.write_text(f"feeds:\n  - http://127.0.0.1:{feeds.port}/dribble.xml\n"
+                           f"  - http://127.0.0.1:{feeds.port}/rss.xml\n")
+    started = time.monotonic()
+    report = Poller(PollConfig.load(config_path), PollState.load(tmp_path / "s.json"), lambda a: a["id"]).poll_once()
+    assert time.monotonic() - started < 5
+    assert report.published == 2 and any("not complete within" in e for e in report.errors)
+
+
+def test_a_feed_longer_than_the_window_is_not_republished(tmp_path: Path) -> None:
+    from streams.sources.rss import SEEN_PER_FEED
+
+    state = PollState.load(tmp_path / "s.json")
+    feed = state.of("http://feed")
+    feed["seen"] = [f"item-{i}" for i in range(SEEN_PER_FEED + 100)]
+    feed["size"] = SEEN_PER_FEED + 100
+    state.save()
+    assert len(PollState.load(tmp_path / "s.json").of("http://feed")["seen"]) == SEEN_PER_FEED + 100
 
 
 @pytest.mark.kafka

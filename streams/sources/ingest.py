@@ -162,6 +162,24 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+BODY_DEADLINE_S = 10.0  # POST /articles: the whole body, once the headers are in
+
+
+def host_allowed(host_header: str | None, settings: Settings) -> bool:
+    """Whether a request's ``Host`` is one this worker answers for. A worker on loopback answers only
+    loopback names (a DNS-rebinding page cannot post through the user's browser); one bound beyond
+    answers any, unless ``STREAMS_WEB_ALLOWED_HOSTS`` lists the names. Listed names always pass."""
+    host = (host_header or "").strip().lower()
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    name = name.strip("[]")
+    allowed = {h.lower() for h in settings.web_allowed_hosts}
+    if name in allowed or "*" in allowed:
+        return True
+    if is_loopback(name):
+        return True
+    return not allowed and not is_loopback(settings.web_host)
+
+
 def check_open_door(settings: Settings, tokens: IngestTokens) -> str | None:
     """Refuse to serve ``POST /articles`` to the network with no token; a warning when allowed anyway.
 

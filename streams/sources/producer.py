@@ -52,7 +52,11 @@ class ArticleProducer:
         if isinstance(article, RawArticle):
             data = article.dumps()
         elif isinstance(article, dict):
-            data = json.dumps(article, ensure_ascii=False).encode()
+            try:
+                data = json.dumps(article, ensure_ascii=False).encode()
+            except UnicodeEncodeError:  # a lone surrogate in a string: refused, never raised
+                report.rejected["bad_unicode"] += 1
+                return None
         else:
             data = article.encode() if isinstance(article, str) else article
         parsed = parse_raw(data, self.settings.max_body_bytes)
