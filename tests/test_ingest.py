@@ -21,9 +21,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from streams.sources.producer import ArticleProducer
-from streams.sources.rss import PollConfig, Poller, PollState
+from streams.sources.rss import FeedConfig, PollConfig, Poller, PollState
 from tests.conftest import Pipeline
 
 GOOD = {"id": "g-1", "url": "https://news.example/g-1", "source": "news.example", "title": "Rates held",
@@ -332,3 +334,36 @@ def test_cli_poll_publishes_to_kafka(pipeline: Pipeline, feeds: FeedServer, tmp_
     assert "0 new, 1 unchanged" in again.stdout
     got = [json.loads(v) for _, v in raw_messages(pipeline, 2)]
     assert sorted(a["title"] for a in got) == ["Story 1", "Story 2"]
+
+
+xml_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=200)
+hostile_feed = st.one_of(
+    st.binary(max_size=3000),
+    st.builds(lambda title, body: (f'<?xml version="1.0"?><rss version="2.0"><channel><item><title>{title}</title>'
+                                   f"<link>https://x.example/1</link><description>{body}</description></item>"
+                                   "</channel></rss>").encode("utf-8", "surrogatepass"),
+              xml_text | st.sampled_from(["&#xD800;", "&#55296;", "&#0;", "&bogus;", "<![CDATA[", "]]>"]),
+              xml_text),
+    st.builds(lambda n, k: (f'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY e "{"x" * n}">]>'
+                            f"<rss><channel><item><title>{'&e;' * k}</title></item></channel></rss>").encode(),
+              st.integers(1, 5000), st.integers(1, 500)),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(hostile_feed)
+def test_the_poller_survives_any_feed(tmp_path_factory: pytest.TempPathFactory, content: bytes) -> None:
+    """Whatever a feed server answers, the poll ends: the feed is skipped or its items go to the door,
+    the next feed is still polled, and the state is saved."""
+    import httpx
+
+    good = RSS.format(items=ITEM.format(title="Fine", port=1, n=1)).encode()
+    client = httpx.Client(transport=httpx.MockTransport(
+        lambda request: httpx.Response(200, content=content if request.url.path == "/hostile" else good)))
+    directory = tmp_path_factory.mktemp("poll")
+    config = PollConfig([FeedConfig("http://feeds.example/hostile", "h"), FeedConfig("http://feeds.example/good", "g")])
+    sent: list[dict] = []
+    report = Poller(config, PollState.load(directory / "s.json"), lambda a: sent.append(a) or a["id"],
+                    client=client).poll_once()
+    assert [a["title"] for a in sent if a["source"] == "g"] == ["Fine"]
+    assert report.fetched + len(report.errors) >= 2 and (directory / "s.json").exists()
