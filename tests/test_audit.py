@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -33,10 +34,20 @@ def test_audit_tells_waiting_done_and_lost_apart(pipeline: Pipeline, full_feed: 
     # the group commits past the first input of partition 0 that nobody processed: a loss
     skipped = min((r for r in refs if r.startswith("0:")), key=lambda r: int(r.split(":")[1]))
     offset = int(skipped.split(":")[1])
+    from kafka.errors import CoordinatorNotAvailableError, NotCoordinatorError
+
     group = connection.consumer(pipeline.settings, bootstrap=pipeline.bootstrap, group_id=pipeline.settings.app_id,
                                 enable_auto_commit=False)
+    deadline = time.monotonic() + 60
     try:
-        group.commit({TopicPartition(pipeline.settings.topic(RAW), 0): OffsetAndMetadata(offset + 1, "", -1)})
+        while True:  # a new group's coordinator takes a moment to be elected
+            try:
+                group.commit({TopicPartition(pipeline.settings.topic(RAW), 0): OffsetAndMetadata(offset + 1, "", -1)})
+                break
+            except (CoordinatorNotAvailableError, NotCoordinatorError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
     finally:
         group.close()
     found = run_audit(pipeline)

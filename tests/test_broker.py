@@ -28,7 +28,7 @@ def test_kafka_cli_start_status_stop(bootstrap: str, tmp_path: Path) -> None:
     home = Path(os.environ.get("STREAMS_HOME", Path.home() / ".cache" / "streams"))
     jars = tmp_path / "home"
     jars.mkdir()
-    for lib in home.glob("kafka-*"):  # reuse the resolved jars, not the state
+    for lib in home.glob("kafka-[0-9]*"):  # reuse the resolved jars (kafka-<version>), not kafka-data
         (jars / lib.name).symlink_to(lib)
     env = {**os.environ, "STREAMS_HOME": str(jars)}
     env.pop("STREAMS_BROKER", None)

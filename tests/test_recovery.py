@@ -99,7 +99,7 @@ def test_the_local_broker_keeps_topics_offsets_and_changelogs_across_a_restart(
     home = tmp_path / "home"
     home.mkdir()
     cache = Settings().home
-    for jars in cache.glob("kafka-*"):  # the jars Maven fetched once, not the data
+    for jars in cache.glob("kafka-[0-9]*"):  # the jars Maven fetched once (kafka-<version>), not kafka-data
         (home / jars.name).symlink_to(jars)
     settings = Settings(home=home, app_id="streams-keep", partitions=2)
     state = start_background(settings)

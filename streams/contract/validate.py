@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from streams.contract.events import DeadLetter, RawArticle
 
 #: Which field's failure maps to which reason, for the fields with a reason of their own.
-FIELD_REASONS = {"url": "bad_url", "published_at": "bad_timestamp", "id": "bad_id", "title": "bad_title"}
+FIELD_REASONS = {"url": "bad_url", "published_at": "bad_timestamp", "title": "bad_title"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +51,8 @@ def _reason_for(errors: list[dict], obj: dict) -> tuple[str, str]:
             return "empty_body", "'body' is empty or whitespace"
     for err in errors:
         field = str(err["loc"][0]) if err["loc"] else ""
+        if field == "id" and "control characters" in err["msg"]:
+            return "bad_id", f"id: {err['msg']}"
         if field in FIELD_REASONS and err["type"] != "missing":
             return FIELD_REASONS[field], f"{field}: {err['msg']}"
     field = ".".join(str(p) for p in first["loc"])

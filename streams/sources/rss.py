@@ -100,14 +100,15 @@ def fetch(client: httpx.Client, url: str, cap: int, allow_internal: bool = True,
                 url = str(response.url.join(response.headers["location"]))
                 continue
             body = bytearray()
-            for chunk in response.iter_raw():
+            for chunk in response.iter_bytes():  # decoded: the cap holds for a compressed bomb too
                 body += chunk
                 if len(body) > cap:
                     raise FetchRefused(f"{url}: larger than {cap} bytes")
                 if time.monotonic() > deadline:
                     raise FetchRefused(f"{url}: not complete within {DEADLINE_S:g} s")
-            return httpx.Response(response.status_code, headers=response.headers, content=bytes(body),
-                                  request=response.request)
+            headers = [(k, v) for k, v in response.headers.multi_items()  # the body is decoded already
+                       if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")]
+            return httpx.Response(response.status_code, headers=headers, content=bytes(body), request=response.request)
     raise FetchRefused(f"{url}: more than {MAX_REDIRECTS} redirects")
 
 

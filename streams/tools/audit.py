@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from streams.contract.topics import CLEAN, FINAL, RAW, UNIQUE
+from streams.errors import BrokerError
 from streams.kafka import connection
 from streams.settings import Settings
 
@@ -92,10 +93,21 @@ def _raw_ref(value: bytes) -> str | None:
 
 def committed_offsets(settings: Settings, bootstrap: str | None, topics: Iterable[str]) -> dict[tuple[str, int], int]:
     """The worker group's committed offset per (logical topic, partition); 0 where none is."""
+    from kafka.errors import CoordinatorNotAvailableError, NotCoordinatorError
+
     admin = connection.admin(settings, bootstrap, client_id="streams-audit")
     names = {settings.topic(t): t for t in topics}
+    deadline = time.monotonic() + 30
     try:
-        offsets = admin.list_group_offsets({settings.app_id: None}).get(settings.app_id, {})
+        while True:  # on a new cluster the group coordinator is elected with the first group's use
+            try:
+                offsets = admin.list_group_offsets({settings.app_id: None}).get(settings.app_id, {})
+                break
+            except (CoordinatorNotAvailableError, NotCoordinatorError) as exc:
+                if time.monotonic() > deadline:
+                    raise BrokerError(f"no group coordinator for {settings.app_id} after 30 s ({exc}): "
+                                      "is the broker healthy?") from exc
+                time.sleep(0.5)
     finally:
         admin.close()
     return {(names[tp.topic], tp.partition): max(0, meta.offset) for tp, meta in offsets.items() if tp.topic in names}
