@@ -306,11 +306,10 @@ class ArticlesView(faust.web.View):
     its body is read; the refusal is counted by reason."""
 
     async def post(self, request: faust.web.Request) -> faust.web.Response:
-        if not host_allowed(request.headers.get("Host"), settings):
+        if (refused := misdirected(self.web, request)) is not None:
             metrics.ingest_rejected.labels("http", "wrong_host").inc()
             metrics.ingested.labels("http", "rejected").inc()
-            return self.json({"error": "misdirected", "detail": "this worker does not answer for that Host"},
-                             status=421)
+            return refused
         refusal = app.ingest_tokens.refusal(request.headers.get("Authorization"))
         if refusal:
             metrics.ingest_rejected.labels("http", refusal).inc()
@@ -337,11 +336,19 @@ class ArticlesView(faust.web.View):
         return self.json(result.body, status=202)
 
 
+def misdirected(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response | None:
+    """421 for a request whose ``Host`` this worker does not answer for (DNS rebinding), else None."""
+    if host_allowed(request.headers.get("Host"), settings):
+        return None
+    return web.json({"error": "misdirected", "detail": "this worker does not answer for that Host"}, status=421)
+
+
 @app.page("/openapi.json")
 async def openapi_page(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:
-    return web.json(openapi())
+    return misdirected(web, request) or web.json(openapi())
 
 
 @app.page("/metrics")
 async def metrics_page(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:
-    return web.bytes(metrics.exposition(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+    return misdirected(web, request) or web.bytes(
+        metrics.exposition(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})

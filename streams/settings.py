@@ -86,7 +86,7 @@ class Settings(BaseSettings):
     ingest_open: bool = Field(
         default=False, description="Let a worker serve POST /articles without a token on a non-loopback address.")
     web_allowed_hosts: list[str] = Field(
-        default_factory=list, description="Host names POST /articles answers for besides loopback (JSON list).")
+        default_factory=list, description="Host names the web server answers for besides loopback (JSON list).")
     fetch_private: bool = Field(
         default=False, description="Let `streams poll` fetch_page from loopback, private and link-local addresses.")
     webhook_secret: SecretStr | None = Field(

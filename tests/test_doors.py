@@ -123,6 +123,11 @@ def test_worker_door_takes_only_the_right_bearer_token(pipeline: Pipeline, tmp_p
     assert post(url, {**GOOD, "id": "ok-3"}, "Bearer tok-next-0c7e19")[0] == 202
     # a page whose DNS name was rebound to 127.0.0.1 sends its own Host: refused before the token check
     assert post(url, {**GOOD, "id": "rebound"}, "Bearer tok-next-0c7e19", host="evil.example:80")[0] == 421
+    for page in ("/metrics", "/openapi.json"):
+        rebound = urllib.request.Request(f"http://127.0.0.1:{worker.web_port}{page}", headers={"Host": "evil.example"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(rebound, timeout=10)
+        assert refused.value.code == 421, page
     # Faust's own pages are off: they would say which ids were seen and where the workers are
     for page in ("/table/", "/router/", "/graph/", "/stats/"):
         with pytest.raises(urllib.error.HTTPError) as missing:
