@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -123,6 +124,13 @@ def test_worker_door_takes_only_the_right_bearer_token(pipeline: Pipeline, tmp_p
     assert post(url, {**GOOD, "id": "ok-3"}, "Bearer tok-next-0c7e19")[0] == 202
     # a page whose DNS name was rebound to 127.0.0.1 sends its own Host: refused before the token check
     assert post(url, {**GOOD, "id": "rebound"}, "Bearer tok-next-0c7e19", host="evil.example:80")[0] == 421
+    # a client that sends its headers and then dribbles (here: stops) its body gets 408 after 10 s
+    with socket.create_connection(("127.0.0.1", worker.web_port), timeout=30) as conn:
+        conn.sendall(b"POST /articles HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     b"Authorization: Bearer tok-next-0c7e19\r\nContent-Length: 500\r\n\r\n{\"id\": ")
+        started = time.monotonic()
+        answer = conn.recv(200)
+    assert answer.startswith(b"HTTP/1.1 408") and time.monotonic() - started < 20, answer
     for page in ("/metrics", "/openapi.json"):
         rebound = urllib.request.Request(f"http://127.0.0.1:{worker.web_port}{page}", headers={"Host": "evil.example"})
         with pytest.raises(urllib.error.HTTPError) as refused:
