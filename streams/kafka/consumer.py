@@ -72,6 +72,17 @@ def seek_delay() -> float:
     return float(os.environ.get(SEEK_DELAY_ENV) or 0)
 
 
+async def seek_and_remember(consumer: Any) -> Mapping[TP, int | None]:
+    """Faust's ``perform_seek``: seek to the committed offsets and remember them as read and
+    committed (after the test hook's delay, which widens the window the stock consumer loses in)."""
+    committed = await consumer.seek_to_committed()
+    if delay := seek_delay():
+        await asyncio.sleep(delay)
+    consumer._read_offset.update({tp: off if off is not None and off >= 0 else None for tp, off in committed.items()})
+    consumer._committed_offset.update({tp: off or None for tp, off in committed.items() if off is not None})
+    return committed
+
+
 class PartitionLedger:
     """What one partition's consumer delivered since the partition was last sought, and so what is
     safe to commit. Offsets are delivered in increasing order within one epoch."""
@@ -164,12 +175,7 @@ class OffsetSafety:
         """Seek every assigned partition to its committed offset, and stop the flow: recovery clears
         the stream buffers after this, and resumes the flow only after that clear."""
         self.stop_flow()
-        committed = await self.seek_to_committed()
-        if delay := seek_delay():
-            await asyncio.sleep(delay)
-        self._read_offset.update({tp: off if off is not None and off >= 0 else None for tp, off in committed.items()})
-        self._committed_offset.update({tp: off or None for tp, off in committed.items() if off is not None})
-        for tp in committed:
+        for tp in await seek_and_remember(self):
             self.ledger(tp)
 
     # -- delivery -----------------------------------------------------------------------------------
@@ -192,11 +198,9 @@ class OffsetSafety:
             epoch = epochs.get(tp, 0) if acks_enabled_for(tp.topic) else None
             if epoch is not None and epoch != self._epochs.get(tp, 0):
                 continue  # sought after it was fetched: it comes again from the new position
-            if not self.flow_active or self.app.consumer_generation_id != generation_id:
-                if epoch is not None:
-                    await self._stop_partition(tp, record.offset)
-                continue
-            if not (active_partitions is None or tp in active_partitions or tp in self._buffered_partitions):
+            deliverable = self.flow_active and self.app.consumer_generation_id == generation_id and (
+                active_partitions is None or tp in active_partitions or tp in self._buffered_partitions)
+            if not deliverable:
                 if epoch is not None:
                     await self._stop_partition(tp, record.offset)
                 continue
@@ -247,7 +251,7 @@ class OffsetSafety:
                             continue
                     else:
                         ledger = self.ledger(tp)
-                        if ledger.epoch != epoch or ledger.stopped or self._epochs.get(tp, 0) != epoch:
+                        if ledger.epoch != epoch or ledger.stopped:  # sought since, or stopped
                             continue
                         with ack_lock:
                             ledger.deliver(offset)  # pending before it reaches a stream: never committed past
@@ -377,16 +381,11 @@ class StockConsumer(faust_aiokafka.Consumer):
     """Faust's consumer as released, with the same test hook: only for showing what the fix fixes."""
 
     async def perform_seek(self) -> None:
-        committed = await self.seek_to_committed()
-        if delay := seek_delay():
-            await asyncio.sleep(delay)
-        self._read_offset.update({tp: off if off is not None and off >= 0 else None for tp, off in committed.items()})
-        self._committed_offset.update({tp: off or None for tp, off in committed.items() if off is not None})
+        await seek_and_remember(self)
 
 
 class Transport(faust_aiokafka.Transport):
-    """The aiokafka transport with :class:`Consumer` (``STREAMS_TEST_STOCK_CONSUMER=1``: Faust's own,
-    for the tests that show the loss)."""
+    """The aiokafka transport with :class:`Consumer`."""
 
     Consumer = Consumer
 
@@ -396,5 +395,7 @@ class StockTransport(faust_aiokafka.Transport):
 
 
 def transport_class() -> type[faust_aiokafka.Transport]:
+    """The worker's transport; ``STREAMS_TEST_STOCK_CONSUMER=1`` (tests only) gives Faust's own, to
+    show the loss the fix removes."""
     check_faust_version()
     return StockTransport if os.environ.get("STREAMS_TEST_STOCK_CONSUMER") == "1" else Transport

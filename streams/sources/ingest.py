@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
@@ -169,9 +170,7 @@ def host_allowed(host_header: str | None, settings: Settings) -> bool:
     """Whether a request's ``Host`` is one this worker answers for. A worker on loopback answers only
     loopback names (a DNS-rebinding page cannot post through the user's browser); one bound beyond
     answers any, unless ``STREAMS_WEB_ALLOWED_HOSTS`` lists the names. Listed names always pass."""
-    host = (host_header or "").strip().lower()
-    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-    name = name.strip("[]")
+    name = urlsplit(f"//{(host_header or '').strip()}").hostname or ""
     allowed = {h.lower() for h in settings.web_allowed_hosts}
     if name in allowed or "*" in allowed:
         return True
