@@ -72,7 +72,7 @@ class StreamsApp(faust.App):
             consumer_max_fetch_size=MAX_MESSAGE_BYTES,
             stream_wait_empty=False,
             broker_commit_interval=0.5,
-            # Recovery after a crash or a stall (README, Reliability): static membership, so a worker
+            # Recovery after a crash or a stall (docs/reliability.md): static membership, so a worker
             # restarted within the session timeout takes its partitions back without a rebalance, and
             # a session timeout of seconds, so a dead or stopped worker's share moves on that soon.
             consumer_group_instance_id=settings.worker_id or f"{socket.gethostname()}-{settings.web_port}",

@@ -105,7 +105,7 @@ class Settings(BaseSettings):
     def _at_least_once(cls, value: str) -> str:
         if value == "exactly_once":
             raise ValueError("exactly_once is refused: with faust-streaming 0.15 on Kafka 4 its transactions are "
-                             "never committed, so nothing reaches read_committed consumers (README, Reliability). "
+                             "never committed, so nothing reaches read_committed consumers (docs/reliability.md). "
                              "Use at_least_once: every event carries raw_ref, so repeats can be dropped")
         if value != "at_least_once":
             raise ValueError("the only supported guarantee is at_least_once")

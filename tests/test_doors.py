@@ -1,5 +1,5 @@
 """The doors: bearer tokens on POST /articles (against a real worker), and signed webhook deliveries
-verified by a local receiver with exactly the lines the README gives receivers."""
+verified by a local receiver with exactly the lines docs/security.md gives receivers."""
 
 from __future__ import annotations
 
@@ -154,12 +154,12 @@ def test_worker_door_takes_only_the_right_bearer_token(pipeline: Pipeline, tmp_p
 
 
 def readme_verifier():
-    """The receiver's verification function, exactly as the README prints it."""
-    readme = (ROOT / "README.md").read_text()
+    """The receiver's verification function, exactly as docs/security.md prints it."""
+    readme = (ROOT / "docs" / "security.md").read_text()
     [code] = [block for block in re.findall(r"```python\n(.*?)```", readme, re.S)
               if "def verify_streams_signature" in block]
     namespace: dict = {}
-    exec(compile(code, "README.md", "exec"), namespace)
+    exec(compile(code, "docs/security.md", "exec"), namespace)
     return namespace["verify_streams_signature"]
 
 

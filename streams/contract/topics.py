@@ -5,7 +5,7 @@ the worker's agents, the lag probe, the JSON Schemas, the runner and the benchma
 name fails at import instead of making an empty topic on a broker that auto-creates them.
 
 Roles: ``input`` is where producers write; ``stage`` topics carry work between stages; every input
-message ends in exactly one ``final`` topic (README: tagged, a duplicate, or a dead letter); the
+message ends in exactly one ``final`` topic (docs/reliability.md: tagged, a duplicate, or a dead letter); the
 ``output`` is what consumers downstream read; ``internal`` topics serve the workers themselves.
 """
 
@@ -40,7 +40,7 @@ class Topic:
     #: the worker's agent that reads it (None: read outside the worker)
     agent: str | None = None
     #: None: ``STREAMS_PARTITIONS``. ``articles.clean`` has one: dedup must see every article in one
-    #: order to decide which copy came first (README, "Dedup at scale").
+    #: order to decide which copy came first (docs/dedup.md).
     partitions: int | None = None
 
 

@@ -11,7 +11,7 @@ kept in ``STREAMS_HOME`` across restarts) and drop such repeats.
 
 With ``STREAMS_WEBHOOK_SECRET`` set, every delivery is signed the way Stripe signs its webhooks: a
 ``Streams-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`` header, so a receiver
-can tell our alerts from anyone else's posts and refuse replays of old ones (README, Security).
+can tell our alerts from anyone else's posts and refuse replays of old ones (docs/security.md).
 """
 
 from __future__ import annotations

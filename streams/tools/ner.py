@@ -47,7 +47,7 @@ class TrainingError(ConfigError):
 #: (the gazetteer's marks), plus word vectors learnt here when ``train(text=...)``; a small CNN
 #: (width 64, depth 2: as good on CoNLL test as width 128 and depth 4, at twice the speed) that
 #: looks two words either side (window 2: +0.009 F1 over window 1 for 4 % more time per article;
-#: README, Tagging). Every setting can be overridden (``train(..., overrides={...})``).
+#: docs/tagging.md). Every setting can be overridden (``train(..., overrides={...})``).
 CONFIG = """
 [paths]
 train = null
