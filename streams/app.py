@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from functools import cached_property, partial
 
 import faust
+from aiohttp.web import AppRunner
+from faust.web.drivers.aiohttp import Web as AiohttpWeb
 
 from streams import step
 from streams.build import Stages
@@ -41,7 +43,7 @@ from streams.kafka import connection
 from streams.kafka.consumer import transport_class
 from streams.metrics import Metrics
 from streams.settings import Settings, get_settings
-from streams.sources.ingest import BODY_DEADLINE_S, IngestTokens, handle_post, host_allowed
+from streams.sources.ingest import BODY_DEADLINE_S, HEADER_DEADLINE_S, IngestTokens, handle_post, host_allowed
 from streams.stages.burst import burst_alert, mention_batches
 from streams.stages.clean import clean_message
 from streams.stages.dedup import Verdict, mark_duplicate, mark_unique
@@ -92,6 +94,9 @@ class StreamsApp(faust.App):
         deliver (:mod:`streams.kafka.consumer`)."""
         return transport_class()(self.conf.broker_consumer, self)
 
+    def _new_web(self) -> AiohttpWeb:
+        return Web(self)
+
     @cached_property
     def stages(self) -> Stages:
         return Stages(self.settings)
@@ -104,6 +109,17 @@ class StreamsApp(faust.App):
     def admin(self):
         """A kafka-python admin client for the lag probe (blocking: used from an executor)."""
         return connection.admin(self.settings, client_id=f"{self.conf.id}-lag")
+
+
+class Web(AiohttpWeb):
+    """Faust's aiohttp server with a deadline on a request's headers. aiohttp closes a connection that
+    is still waiting for a whole request when its keep-alive timer fires, a timer it starts when the
+    connection opens; so the keep-alive timeout is the header deadline, and a client dribbling its
+    headers a byte at a time is cut off after it instead of holding a connection for minutes."""
+
+    def __init__(self, app: faust.types.AppT, **kwargs: object) -> None:
+        super().__init__(app, **kwargs)
+        self._runner = AppRunner(self.web_app, access_log=None, keepalive_timeout=HEADER_DEADLINE_S)
 
 
 class StreamsWorker(faust.Worker):

@@ -30,6 +30,24 @@ TOKEN = "tok-9f2c41d7e0b3a8"
 ROTATED = "tok-rotated-51be7a0c"
 
 
+def dribble_headers_until_closed(port: int, give_up_after: float) -> float:
+    """Send a request's headers a byte a second; the seconds until the server closed the connection."""
+    header = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 200
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=1.0) as conn:
+        for byte in header:
+            try:
+                conn.sendall(bytes([byte]))
+                if conn.recv(200) == b"":
+                    return time.monotonic() - started
+            except TimeoutError:
+                pass  # still open: the next byte
+            except OSError:
+                return time.monotonic() - started
+            assert time.monotonic() - started < give_up_after, "the server kept a dribbling connection open"
+    raise AssertionError("sent every header byte without being cut off")
+
+
 def post(url: str, body: dict, authorization: str | None = None, host: str | None = None) -> tuple[int, dict, dict]:
     headers = {"Content-Type": "application/json"}
     if authorization is not None:
@@ -131,6 +149,8 @@ def test_worker_door_takes_only_the_right_bearer_token(pipeline: Pipeline, tmp_p
         started = time.monotonic()
         answer = conn.recv(200)
     assert answer.startswith(b"HTTP/1.1 408") and time.monotonic() - started < 20, answer
+    # one that dribbles its headers, a byte a second, is cut off at the 10 s header deadline
+    assert dribble_headers_until_closed(worker.web_port, give_up_after=40) < 20
     for page in ("/metrics", "/openapi.json"):
         rebound = urllib.request.Request(f"http://127.0.0.1:{worker.web_port}{page}", headers={"Host": "evil.example"})
         with pytest.raises(urllib.error.HTTPError) as refused:

@@ -163,6 +163,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+HEADER_DEADLINE_S = 10.0  # every request: its headers, from the connection's start or the last response
 BODY_DEADLINE_S = 10.0  # POST /articles: the whole body, once the headers are in
 
 
