@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from streams.stages.stories import StoryConfig
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 DATA_DIR = PACKAGE_DIR / "data"
 #: the largest STREAMS_MAX_BODY_BYTES allowed: the tagger is sized for it (streams.stages.tag)
@@ -57,6 +59,24 @@ class Settings(BaseSettings):
     dedup_num_perm: int = Field(default=128, ge=16)
     dedup_retention_days: float = Field(default=7.0, gt=0)
     dedup_expire_interval: float = Field(default=600.0, gt=0, description="Seconds between expiry sweeps.")
+
+    stories_threshold: float = Field(default=StoryConfig.threshold, gt=0, le=1,
+                                     description="Similarity (0-1, after the time factor) that joins a story.")
+    stories_time_scale_hours: float = Field(default=StoryConfig.time_scale_hours, gt=0, description=(
+        "Similarity falls by a factor e for each this many hours between an article and its story's span."))
+    stories_retire_after_hours: float = Field(default=StoryConfig.retire_after_hours, gt=0,
+                                              description="A story quiet this long (event time) is retired.")
+    stories_max_live: int = Field(default=StoryConfig.max_live, ge=100,
+                                  description="Live stories kept at most; beyond, the quietest are retired.")
+    stories_max_ahead_minutes: float = Field(default=StoryConfig.max_ahead_minutes, ge=0, description=(
+        "A published time later than ingestion by more than this counts as ingestion + this."))
+    stories_max_age_days: float = Field(default=StoryConfig.max_age_days, gt=0, description=(
+        "A published time earlier than ingestion by more than this counts as ingestion - this."))
+    stories_breaking_sources: int = Field(default=StoryConfig.breaking_sources, ge=2,
+                                          description="Breaking: distinct sources within the window.")
+    stories_breaking_window_minutes: float = Field(default=StoryConfig.breaking_window_minutes, gt=0)
+    stories_update_interval_minutes: float = Field(default=StoryConfig.update_interval_minutes, ge=0, description=(
+        "At most one `updated` alert per story per this many minutes (event time), when it gained sources."))
 
     spacy_model: str | None = Field(
         default=str(DATA_DIR / "ner"),

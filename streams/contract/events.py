@@ -94,10 +94,15 @@ class CleanArticle(Event):
         default=None, description="On articles.unique and later: this is a fuller version of a story first seen "
         "as a shorter text (an excerpt, a first take), whose id this is. Alerts treat it as that story.")
 
+    story_id: str | None = Field(
+        default=None, description="On articles.unique and later, and on articles.duplicates: the story (the event "
+        "reported, across sources) the stories stage put this article in; a copy carries its original's.")
+
     @property
     def story(self) -> str:
-        """The story this article tells: its own id, or the first sighting's it supersedes."""
-        return self.supersedes or self.id
+        """What alerts are suppressed by and topics keyed by: the story the stories stage found, else
+        the copy group (its own id, or the first sighting's it supersedes)."""
+        return self.story_id or self.supersedes or self.id
 
 
 class DuplicateArticle(CleanArticle):
@@ -142,17 +147,42 @@ class Alert(Event):
     """``alerts``: one per rule and story; the id is deterministic so consumers can drop repeats."""
 
     id: str
-    kind: Literal["rule", "burst"] = "rule"
+    kind: Literal["rule", "burst", "breaking", "updated"] = Field(default="rule", description=(
+        "rule: a rule matched an article; burst: an entity's mentions surged; breaking: a story reached "
+        "STREAMS_STORIES_BREAKING_SOURCES sources within the window (once per story); updated: it gained "
+        "sources since."))
     rule_id: str
     severity: Literal["info", "low", "medium", "high", "critical"]
     title: str
     url: str | None = None
     source: str | None = None
     article_ids: list[str] = Field(default_factory=list, description="First sighting first.")
+    story_id: str | None = None
+    sources: list[str] = Field(default_factory=list, description="breaking/updated: the story's sources, first first.")
     evidence: Evidence = Field(default_factory=Evidence)
     published_at: datetime | None = None
     ingested_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class StoryArticle(Event):
+    id: str
+    url: str
+    source: str
+
+
+class StoryUpdate(Event):
+    """``stories`` (compacted, keyed by story id): a story as it stands after its latest article."""
+
+    id: str
+    title: str = Field(description="The headline of its first article.")
+    articles: int = Field(description="Unique articles in it (copies are not counted).")
+    sources: list[str] = Field(description="Distinct sources, in the order they reported it.")
+    names: list[str] = Field(default_factory=list, description="Its most prominent names, lower-cased.")
+    first_seen: datetime
+    last_seen: datetime
+    first_article: StoryArticle
+    breaking_at: datetime | None = None
 
 
 class DeadLetter(Event):

@@ -23,6 +23,7 @@ from streams.contract.events import (
     Event,
     MentionBatch,
     RawArticle,
+    StoryUpdate,
     TaggedArticle,
 )
 from streams.settings import Settings
@@ -42,11 +43,14 @@ class Topic:
     #: None: ``STREAMS_PARTITIONS``. ``articles.clean`` has one: dedup must see every article in one
     #: order to decide which copy came first (docs/dedup.md).
     partitions: int | None = None
+    #: keep the latest record per key only (Kafka log compaction)
+    compacted: bool = False
 
 
 RAW, CLEAN, UNIQUE, TAGGED = "articles.raw", "articles.clean", "articles.unique", "articles.tagged"
 DUPLICATES, DEADLETTER = "articles.duplicates", "articles.deadletter"
 ALERTS, ALERTS_DEADLETTER, MENTIONS = "alerts", "alerts.deadletter", "entity.mentions"
+STORIES = "stories"
 
 TOPICS: tuple[Topic, ...] = (
     Topic(RAW, "input", RawArticle, agent="clean"),
@@ -56,6 +60,7 @@ TOPICS: tuple[Topic, ...] = (
     Topic(DUPLICATES, "final", DuplicateArticle),
     Topic(DEADLETTER, "final", DeadLetter),
     Topic(ALERTS, "output", Alert),
+    Topic(STORIES, "output", StoryUpdate, partitions=1, compacted=True),  # latest state of each story
     Topic(ALERTS_DEADLETTER, "internal", DeadLetter),  # alerts a forwarder could not deliver
     Topic(MENTIONS, "internal", MentionBatch, agent="bursts"),  # canonical entity mentions, one entity per partition
 )
@@ -80,7 +85,8 @@ class TopicSpec:
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     """Every topic as it is created on a cluster (with ``STREAMS_TOPIC_PREFIX``)."""
     config = {"max.message.bytes": str(MAX_MESSAGE_BYTES)}
-    return [TopicSpec(settings.topic(t.name), t.partitions or settings.partitions, config) for t in TOPICS]
+    return [TopicSpec(settings.topic(t.name), t.partitions or settings.partitions,
+                      {**config, "cleanup.policy": "compact"} if t.compacted else config) for t in TOPICS]
 
 
 def ensure_topics(settings: Settings, bootstrap: str) -> list[str]:
