@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 APT_PACKAGES := openjdk-17-jre-headless maven
 
-.PHONY: demo test lint eval eval-pages bench train-ner train-clean schemas prereqs test-prereqs _install kafka-start kafka-stop clean
+.PHONY: demo test lint eval eval-pages eval-stories bench train-ner train-clean schemas prereqs test-prereqs _install kafka-start kafka-stop clean
 
 demo: $(STAMP) prereqs  ## local broker + pipeline + sample articles, alerts and metrics on screen
 	$(BIN)/streams demo
@@ -24,6 +24,10 @@ eval: $(STAMP)  ## quality and in-process throughput on the full public feed
 	  --near-pairs ../shared/corpus/bbc-similar-pairs.jsonl --out /tmp/streams-feed.jsonl \
 	  --gold /tmp/streams-gold.jsonl --seed 7
 	$(BIN)/streams eval --feed /tmp/streams-feed.jsonl --gold /tmp/streams-gold.jsonl
+
+eval-stories: $(STAMP)  ## stories on 248 real articles of 46 events: BCubed, pairwise, breaking alerts, held out by event
+	$(BIN)/streams eval-stories --corpus ../shared/corpus/stories/dev.jsonl --pred /tmp/streams-stories-pred.jsonl
+	python3 ../shared/tools/score_stories.py --gold ../shared/corpus/stories/dev.jsonl --pred /tmp/streams-stories-pred.jsonl
 
 eval-pages: $(STAMP)  ## the clean stage on 2,008 real pages: both paths, each dataset held out
 	$(BIN)/streams eval-pages --corpus ../shared/corpus/webpages.jsonl.gz

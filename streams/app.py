@@ -35,6 +35,7 @@ from streams.contract.topics import (
     MAX_MESSAGE_BYTES,
     MENTIONS,
     RAW,
+    STORIES,
     TAGGED,
     TOPICS,
     UNIQUE,
@@ -47,6 +48,7 @@ from streams.sources.ingest import BODY_DEADLINE_S, HEADER_DEADLINE_S, IngestTok
 from streams.stages.burst import burst_alert, mention_batches
 from streams.stages.clean import clean_message
 from streams.stages.dedup import Verdict, mark_duplicate, mark_unique
+from streams.stages.stories import Assignment, story_alert, story_update
 
 
 class StreamsApp(faust.App):
@@ -148,11 +150,14 @@ tagged_topic = _topic(TAGGED)
 alerts_topic = _topic(ALERTS)
 deadletter_topic = _topic(DEADLETTER)
 mentions_topic = _topic(MENTIONS)
+stories_topic = _topic(STORIES)
 
 # Dedup state: one changelog-backed table (its lookup indexes are derived in memory), one partition
 # like the topic that feeds it.
 JSON = faust.Schema(key_serializer="json", value_serializer="json")
 dedup_signatures = app.Table("dedup-signatures", partitions=1, schema=JSON)
+# Stories state: story id -> story (centroid, sources, first/last seen), in the same single partition.
+story_state = app.Table("stories", partitions=1, schema=JSON)
 # Alert suppression: rule + story -> when it fired; co-partitioned with articles.tagged (key = story).
 alerts_fired = app.Table("alerts-fired", schema=JSON)
 # Trend bursts: per-entity minute and hour buckets, on the entity's entity.mentions partition.
@@ -188,31 +193,49 @@ async def clean(stream: faust.StreamT) -> None:
 
 @app.agent(clean_topic)
 async def dedup(stream: faust.StreamT) -> None:
+    """Dedup, then stories, in one hop: both need every article in one order (one partition), and a
+    copy gets its original's story at once (docs/stories.md says why they share the hop)."""
     dedup_state = app.stages.dedup(dedup_signatures)
+    stories = app.stages.stories(story_state)
 
-    def check(data: bytes) -> tuple[CleanArticle, Verdict]:
+    def check(data: bytes) -> tuple[CleanArticle, Verdict, Assignment | None]:
         article = CleanArticle.model_validate_json(data)
-        return article, dedup_state.check(article)
+        verdict = dedup_state.check(article)
+        if verdict.is_duplicate:
+            return article, verdict, None
+        started = time.perf_counter()
+        placed = stories.assign(mark_unique(article, verdict))
+        metrics.stage_seconds.labels("stories").observe(time.perf_counter() - started)
+        return article, verdict, placed
 
     next_expiry = 0.0
     async for event in stream.events():
         if (started := time.perf_counter()) >= next_expiry:  # tables change only inside stream iteration
             dedup_state.expire(time.time())
             next_expiry = started + settings.dedup_expire_interval
+            metrics.stories_state_bytes.set(stories.state_bytes_per_story())
         out = step.run(metrics, "dedup", event.value, event.key, check)
         if isinstance(out, DeadLetter):
             await send_dead_letter("dedup", out, event)
             continue
-        article, verdict = out
+        article, verdict, placed = out
         metrics.dedup_state.set(len(dedup_signatures))
-        if verdict.is_duplicate:
+        if placed is None:
             metrics.duplicates.labels(verdict.kind).inc()
             metrics.articles_out.labels("dedup", "duplicate").inc()
-            await duplicates_topic.send(key=article.id.encode(), value=mark_duplicate(article, verdict).dumps())
-        else:  # keyed by story, so a fuller version meets its story's alert suppression in one partition
-            unique = mark_unique(article, verdict)
+            duplicate = mark_duplicate(article, verdict, stories.story_of(verdict.duplicate_of or ""))
+            await duplicates_topic.send(key=article.id.encode(), value=duplicate.dumps())
+        else:  # keyed by story, so an article meets its story's alert suppression in one partition
+            unique = mark_unique(article, verdict, placed.story_id)
             metrics.articles_out.labels("dedup", "fuller" if unique.supersedes else "unique").inc()
+            metrics.story_articles.labels("replay" if placed.replay else "opened" if placed.opened else "joined").inc()
+            metrics.stories_live.set(len(story_state))
             await unique_topic.send(key=unique.story.encode(), value=unique.dumps())
+            await stories_topic.send(key=placed.story_id.encode(), value=story_update(placed.story).dumps())
+            if placed.alert is not None:
+                a = story_alert(placed.alert, placed.story, unique, now())
+                metrics.alerts.labels(a.rule_id, a.severity).inc()
+                await alerts_topic.send(key=a.id.encode(), value=a.dumps())
         metrics.observe_latency("dedup", now(), article.ingested_at, article.published_at)
 
 

@@ -16,6 +16,7 @@ from streams.settings import Settings
 from streams.stages.alert import Rule, RuleEngine, load_rules
 from streams.stages.burst import BurstConfig, BurstDetector
 from streams.stages.dedup import Deduplicator
+from streams.stages.stories import Stories, StoryConfig
 from streams.stages.tag import Tagger
 
 
@@ -36,6 +37,16 @@ class Stages:
 
     def dedup(self, signatures: MutableMapping[str, str] | None = None) -> Deduplicator:
         return Deduplicator.from_settings(self.settings, {} if signatures is None else signatures)
+
+    def stories(self, state: MutableMapping[str, dict] | None = None) -> Stories:
+        s = self.settings
+        config = StoryConfig(
+            threshold=s.stories_threshold, time_scale_hours=s.stories_time_scale_hours,
+            retire_after_hours=s.stories_retire_after_hours, max_live=s.stories_max_live,
+            max_ahead_minutes=s.stories_max_ahead_minutes, max_age_days=s.stories_max_age_days,
+            breaking_sources=s.stories_breaking_sources, breaking_window_minutes=s.stories_breaking_window_minutes,
+            update_interval_minutes=s.stories_update_interval_minutes)
+        return Stories({} if state is None else state, config)
 
     def alerts(self, fired: MutableMapping[str, dict] | None = None) -> RuleEngine:
         return RuleEngine(self.rules, fired)

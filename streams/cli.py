@@ -290,6 +290,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_stories(args: argparse.Namespace) -> int:
+    from streams.build import Stages
+    from streams.tools.eval_stories import evaluate, print_report
+
+    settings = get_settings()
+    report = evaluate(Path(args.corpus), settings, Stages(settings).stories().config,
+                      Path(args.pred) if args.pred else None, folds=args.folds, progress=not args.json)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_report(report)
+    return 0
+
+
 def cmd_alerts(args: argparse.Namespace) -> int:
     from streams.kafka.connection import bootstrap_servers
     from streams.sinks.consumers import SeenIds, alert_consumer, follow, format_alert, matches, parse
@@ -436,6 +450,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gold", required=True)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("eval-stories", help="replay articles through clean, dedup and stories; score the story ids")
+    p.add_argument("--corpus", default=str(Path(__file__).resolve().parents[2] / "shared/corpus/stories/dev.jsonl"),
+                   help="JSONL: id, title, body, published, source, url, optional gold event_id "
+                   "(default: ../shared/corpus/stories/dev.jsonl)")
+    p.add_argument("--pred", help='write {"id", "story_id"} per article here (score_stories.py reads it)')
+    p.add_argument("--folds", type=int, default=5, help="also the figures held out by event over K folds (0: off)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_eval_stories)
 
     p = sub.add_parser("alerts", help="follow the alerts topic: readable lines or --json")
     p.add_argument("--json", action="store_true")

@@ -57,6 +57,12 @@ class Metrics:
         self.consumer_lag = Gauge("streams_consumer_lag_messages", "Messages not yet consumed.",
                                   ["topic", "partition"], registry=r)
         self.dedup_state = Gauge("streams_dedup_state_articles", "Articles remembered by dedup.", registry=r)
+        self.stories_live = Gauge("streams_stories_live", "Stories not yet retired.", registry=r)
+        self.stories_state_bytes = Gauge("streams_stories_state_bytes_per_story",
+                                         "Mean bytes of a live story's state, as its changelog carries it.", registry=r)
+        self.story_articles = Counter("streams_story_articles_total",
+                                      "Unique articles the stories stage placed: joined a live story or opened one.",
+                                      ["outcome"], registry=r)
         self.info = Info("streams_worker", "The worker's build and runtime.", registry=r)
         from streams import __version__
 

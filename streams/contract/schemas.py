@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from streams.contract.events import RawArticle
+from streams.contract.events import Alert, RawArticle
 from streams.contract.topics import TOPICS
 from streams.settings import PACKAGE_DIR
 from streams.sources.ingest import MAX_ARTICLES_PER_REQUEST, MAX_REQUEST_BYTES
@@ -36,6 +36,8 @@ def openapi() -> dict:
     """The OpenAPI description of the worker's HTTP endpoints."""
     article = RawArticle.model_json_schema(ref_template="#/components/schemas/{model}")
     defs = article.pop("$defs", {})
+    alert = Alert.model_json_schema(ref_template="#/components/schemas/{model}")
+    defs |= alert.pop("$defs", {})
     error = {"type": "object", "properties": {
         "error": {"type": "string"}, "detail": {"type": "string"},
         "rejected": {"type": "array", "items": {"type": "object", "properties": {
@@ -66,8 +68,17 @@ def openapi() -> dict:
             "/metrics": {"get": {"summary": "Prometheus metrics.", "responses": {"200": {
                 "description": "Prometheus text format.", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
         },
+        "webhooks": {"alert": {"post": {
+            "summary": "What `streams forward webhook URL` POSTs for each alert: rule matches, entity bursts, "
+            "and breaking or updated stories (kind), signed in the Streams-Signature header.",
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/Alert"}}}},
+            "responses": {"2XX": {"description": "Delivered; the forwarder commits the alert."},
+                          "4XX": {"description": "Refused for good (408 and 429 are retried): the alert goes to "
+                                  "alerts.deadletter."},
+                          "5XX": {"description": "Retried with backoff, then dead-lettered."}}}}},
         "components": {
-            "schemas": {"RawArticle": article, "Error": error, **defs},
+            "schemas": {"RawArticle": article, "Alert": alert, "Error": error, **defs},
             "securitySchemes": {"bearerAuth": {
                 "type": "http", "scheme": "bearer",
                 "description": "Required when the worker has STREAMS_INGEST_TOKEN or STREAMS_INGEST_TOKENS_FILE set "

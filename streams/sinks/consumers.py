@@ -241,10 +241,11 @@ class AlertmanagerForwarder(WebhookForwarder):
         ev = alert.evidence
         return [{
             "labels": {"alertname": "NewsAlert", "rule_id": alert.rule_id, "severity": alert.severity,
-                       "source": alert.source or "", "alert_id": alert.id},
+                       "source": alert.source or "", "alert_id": alert.id, "kind": alert.kind,
+                       "story_id": alert.story_id or ""},
             "annotations": {"title": alert.title, "url": alert.url or "",
                             "evidence": ", ".join([*ev.entities, *ev.topics, *ev.keywords]),
-                            "articles": ", ".join(alert.article_ids)},
+                            "articles": ", ".join(alert.article_ids), "sources": ", ".join(alert.sources)},
             "startsAt": alert.created_at.isoformat(),
             "endsAt": (alert.created_at + self.resolve_after).isoformat(),
             "generatorURL": alert.url or "",

@@ -313,13 +313,15 @@ class Deduplicator:
         return sum(len(k) + len(v) for k, v in self.signatures.items())
 
 
-def mark_duplicate(article: CleanArticle, verdict: Verdict) -> DuplicateArticle:
-    """The ``articles.duplicates`` event for a later copy."""
+def mark_duplicate(article: CleanArticle, verdict: Verdict, story_id: str | None = None) -> DuplicateArticle:
+    """The ``articles.duplicates`` event for a later copy (with its original's story, when known)."""
     assert verdict.is_duplicate and verdict.duplicate_of is not None
-    return DuplicateArticle(**article.model_dump(), duplicate_of=verdict.duplicate_of,
+    return DuplicateArticle(**{**article.model_dump(), "story_id": story_id}, duplicate_of=verdict.duplicate_of,
                             duplicate_kind=verdict.kind, similarity=verdict.similarity)
 
 
-def mark_unique(article: CleanArticle, verdict: Verdict) -> CleanArticle:
-    """The ``articles.unique`` event: the article, saying which first sighting a fuller version supersedes."""
-    return article.model_copy(update={"supersedes": verdict.supersedes}) if verdict.supersedes else article
+def mark_unique(article: CleanArticle, verdict: Verdict, story_id: str | None = None) -> CleanArticle:
+    """The ``articles.unique`` event: the article, saying which first sighting a fuller version
+    supersedes and, once the stories stage placed it, its story."""
+    update = {"supersedes": verdict.supersedes, "story_id": story_id}
+    return article.model_copy(update={k: v for k, v in update.items() if v})

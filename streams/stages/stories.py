@@ -41,6 +41,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import itertools
+import json
 import math
 import re
 from collections import Counter
@@ -220,7 +222,10 @@ class Stories:
             story = self.state[known]
             if any(aid == article.id and (ref == article.raw_ref or not article.raw_ref)
                    for aid, ref in story["recent"]):
-                return Assignment(known, False, 1.0, None, story, replay=True)
+                # the same input again (a replay after a crash): the same story, and the same alert if
+                # it raised one, since the crash may have come before the alert was sent
+                alert = story["alert_by"][1] if story.get("alert_by", [None])[0] == article.id else None
+                return Assignment(known, False, 1.0, alert, story, replay=True)
         c = self.config
         t = self.event_time(article.published_at, article.ingested_at)
         self.clock = max(self.clock, t)
@@ -236,6 +241,9 @@ class Stories:
             sim *= self._time_factor(t, story)
             if sim > best or (sim == best and best_sid is not None and sid < best_sid):
                 best_sid, best = sid, sim
+        fuller_of = self.articles.get(article.supersedes) if article.supersedes else None
+        if fuller_of is not None and fuller_of in self.state:  # a fuller text of an article it holds
+            best_sid, best = fuller_of, 1.0
         if best_sid is not None and best >= c.threshold:
             story, opened = dict(self.state[best_sid]), False
         else:
@@ -246,6 +254,8 @@ class Stories:
                      **{part: {} for part in PARTS}, "norms": {}}
         self._add(story, article, vectors, t)
         alert = self._alert_due(story, t)
+        if alert is not None:
+            story["alert_by"] = [article.id, alert]
         self.state[best_sid] = story
         self._index_story(best_sid, story)
         return Assignment(best_sid, opened, round(best, 4), alert, story)
@@ -314,6 +324,11 @@ class Stories:
             del self.state[sid]
             self._unindex(sid)
         return len(old)
+
+    def state_bytes_per_story(self) -> float:
+        """Mean JSON bytes of a story, as the changelog carries it (sampled over up to 200 stories)."""
+        sample = list(itertools.islice(self.state.values(), 200))
+        return sum(len(json.dumps(story)) for story in sample) / len(sample) if sample else 0.0
 
     def story_of(self, article_id: str) -> str | None:
         """The story a recent article joined (a duplicate's original, for one)."""
