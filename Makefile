@@ -26,7 +26,8 @@ eval: $(STAMP)  ## quality and in-process throughput on the full public feed
 	$(BIN)/streams eval --feed /tmp/streams-feed.jsonl --gold /tmp/streams-gold.jsonl
 
 eval-stories: $(STAMP)  ## stories on 248 real articles of 46 events: BCubed, pairwise, breaking alerts, held out by event
-	$(BIN)/streams eval-stories --corpus ../shared/corpus/stories/dev.jsonl --pred /tmp/streams-stories-pred.jsonl
+	$(BIN)/streams eval-stories --corpus ../shared/corpus/stories/dev.jsonl --pred /tmp/streams-stories-pred.jsonl \
+		--load ../shared/corpus/bbc.jsonl --live 5000
 	python3 ../shared/tools/score_stories.py --gold ../shared/corpus/stories/dev.jsonl --pred /tmp/streams-stories-pred.jsonl
 
 eval-pages: $(STAMP)  ## the clean stage on 2,008 real pages: both paths, each dataset held out

@@ -297,6 +297,11 @@ def cmd_eval_stories(args: argparse.Namespace) -> int:
     settings = get_settings()
     report = evaluate(Path(args.corpus), settings, Stages(settings).stories().config,
                       Path(args.pred) if args.pred else None, folds=args.folds, progress=not args.json)
+    if args.load:
+        from streams.tools.eval_stories import cost_at_scale
+
+        report["cost"] = cost_at_scale(Path(args.load), Stages(settings).stories().config, live=args.live,
+                                       progress=not args.json)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -457,6 +462,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: ../shared/corpus/stories/dev.jsonl)")
     p.add_argument("--pred", help='write {"id", "story_id"} per article here (score_stories.py reads it)')
     p.add_argument("--folds", type=int, default=5, help="also the figures held out by event over K folds (0: off)")
+    p.add_argument("--load", help="also the stage's cost with --live stories built from this JSONL (title, body)")
+    p.add_argument("--live", type=int, default=5000, help="live stories for --load (default 5000)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval_stories)
 

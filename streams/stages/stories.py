@@ -58,7 +58,7 @@ from streams.contract.events import Alert, CleanArticle, Evidence, StoryArticle,
 BODY_WORDS = 300  # the lead: news puts the event first, and later paragraphs drift to background
 MIN_RANK = 120  # the commonest words (the, said, would) carry no story
 OOV_RANK = 400_000  # a word outside the vocabulary weighs as the rarest GloVe word
-CANDIDATE_BODY_TERMS = 12  # the lead's heaviest words that make a story a candidate
+QUERY_BODY_TERMS = 30  # the lead's heaviest words an article is compared on (its tail costs, and weighs little)
 RECENT = 32  # article ids kept per story for replays
 PARTS = ("title", "body", "names")
 _WORD = re.compile(r"[A-Za-z][A-Za-z'’]*")
@@ -129,13 +129,6 @@ def represent(title: str, body: str) -> dict[str, Vector]:
             "names": _vector(Counter(names(title, lead)))}
 
 
-def cosine(v: Vector, centroid: Vector, centroid_norm: float) -> float:
-    if not v or not centroid_norm:
-        return 0.0
-    small, large = (v, centroid) if len(v) <= len(centroid) else (centroid, v)
-    return sum(x * large.get(w, 0.0) for w, x in small.items()) / centroid_norm
-
-
 def _norm(v: Vector) -> float:
     return math.sqrt(sum(x * x for x in v.values()))
 
@@ -169,7 +162,9 @@ class Stories:
     def __init__(self, state: MutableMapping[str, dict], config: StoryConfig | None = None) -> None:
         self.state = state
         self.config = config or StoryConfig()
-        self.index: dict[str, set[str]] = {}  # "part:term" -> story ids   (derived from state)
+        self.weights = (self.config.title_weight, self.config.body_weight, self.config.names_weight)
+        # "part:term" -> {story id: part weight x term weight / part norm}   (derived from state)
+        self.index: dict[str, dict[str, float]] = {}
         self.indexed: dict[str, tuple[str, ...]] = {}  # story id -> its indexed keys
         self.articles: dict[str, str] = {}  # recent article id -> story id   (derived from state)
         self.clock = 0.0  # the latest event time seen (unix s)                 (derived from state)
@@ -178,10 +173,14 @@ class Stories:
     # --- derived indexes -------------------------------------------------------------------------
     def _index_story(self, sid: str, story: dict) -> None:
         self._unindex(sid)
-        keys = tuple(f"{part}:{term}" for part in PARTS for term in story[part])
-        for key in keys:
-            self.index.setdefault(key, set()).add(sid)
-        self.indexed[sid] = keys
+        keys = []
+        for part, weight in zip(PARTS, self.weights, strict=True):
+            norm = story["norms"].get(part) or 1.0
+            for term, x in story[part].items():
+                key = f"{part}:{term}"
+                self.index.setdefault(key, {})[sid] = weight * x / norm
+                keys.append(key)
+        self.indexed[sid] = tuple(keys)
         for aid, _ref in story["recent"]:
             self.articles[aid] = sid
         self.clock = max(self.clock, story["last_seen"])
@@ -190,7 +189,7 @@ class Stories:
         for key in self.indexed.pop(sid, ()):
             holders = self.index.get(key)
             if holders is not None:
-                holders.discard(sid)
+                holders.pop(sid, None)
                 if not holders:
                     del self.index[key]
 
@@ -234,11 +233,10 @@ class Stories:
             self._next_retire = self.clock + c.retire_after_hours * 36
         vectors = represent(article.title, article.body)
         best_sid, best = None, 0.0
-        for sid in self._candidates(vectors):
-            story = self.state[sid]
-            sim = sum(w * cosine(vectors[part], story[part], story["norms"][part])
-                      for part, w in zip(PARTS, (c.title_weight, c.body_weight, c.names_weight), strict=True))
-            sim *= self._time_factor(t, story)
+        for sid, sim in self._similarities(vectors).items():
+            if sim < c.threshold:  # the time factor is at most 1
+                continue
+            sim *= self._time_factor(t, self.state[sid])
             if sim > best or (sim == best and best_sid is not None and sid < best_sid):
                 best_sid, best = sid, sim
         fuller_of = self.articles.get(article.supersedes) if article.supersedes else None
@@ -260,16 +258,20 @@ class Stories:
         self._index_story(best_sid, story)
         return Assignment(best_sid, opened, round(best, 4), alert, story)
 
-    def _candidates(self, vectors: dict[str, Vector]) -> set[str]:
-        """Stories sharing a headline word, a name or one of the lead's heaviest words: a story
-        sharing none of them cannot reach the threshold, and the lead's long tail of words would
-        make every story a candidate."""
-        found: set[str] = set()
-        lead = _top(vectors["body"], CANDIDATE_BODY_TERMS)
+    def _similarities(self, vectors: dict[str, Vector]) -> dict[str, float]:
+        """The weighted cosine with every story sharing a term, accumulated over the index's postings
+        (terms not shared add nothing to a cosine, so no story is compared term by term). The lead is
+        represented by its heaviest words only: the tail weighs little and would touch every story."""
+        scores: dict[str, float] = {}
+        get = scores.get
+        lead = _top(vectors["body"], QUERY_BODY_TERMS)
         for part, terms in (("title", vectors["title"]), ("names", vectors["names"]), ("body", lead)):
-            for term in terms:
-                found.update(self.index.get(f"{part}:{term}", ()))
-        return found
+            for term, x in terms.items():
+                postings = self.index.get(f"{part}:{term}")
+                if postings:
+                    for sid, y in postings.items():
+                        scores[sid] = get(sid, 0.0) + x * y
+        return scores
 
     def _add(self, story: dict, article: CleanArticle, vectors: dict[str, Vector], t: float) -> None:
         c = self.config

@@ -236,10 +236,60 @@ def evaluate(corpus: Path, settings: Settings, config: StoryConfig, pred_path: P
     return report
 
 
+def cost_at_scale(load: Path, config: StoryConfig, live: int = 5000, probes: int = 1000,
+                  progress: bool = True) -> dict:
+    """The stage's cost with ``live`` stories: each article of ``load`` (title + body JSONL, e.g. the
+    BBC corpus) is cut into paragraph groups that open a story each until ``live`` are live; then
+    ``probes`` articles (each an article's other paragraphs, so they join or open as real follow-ups
+    would) are timed one by one. Also the state's bytes per story as its changelog carries it."""
+    from datetime import UTC, timedelta
+
+    rows = [json.loads(line) for line in load.open(encoding="utf-8") if line.strip()]
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    fill = Stories({}, replace(config, threshold=1.01, max_live=max(config.max_live, live + 1)))
+
+    def article(n: int, row: dict, paragraphs: list[str], at: datetime) -> CleanArticle:
+        body = "\n\n".join(paragraphs)
+        return CleanArticle(id=f"load-{n}", url=f"https://load.example/{n}", source=f"site{n % 50}.example",
+                            title=row["title"], body=body, content_type="text/plain", published_at=at,
+                            ingested_at=at, content_hash=str(n), word_count=len(body.split()))
+
+    n = 0
+    bar = tqdm(total=live, desc="fill", disable=not progress, leave=False)
+    while len(fill.state) < live:
+        row = rows[n % len(rows)]
+        paragraphs = [p for p in row["body"].split("\n\n") if p.strip()]
+        part = (n // len(rows)) % 3
+        at = start + timedelta(seconds=10 * n)
+        fill.assign(article(n, row, paragraphs[part::3] or paragraphs, at))
+        n += 1
+        bar.update(len(fill.state) - bar.n)
+    bar.close()
+    stories = Stories(fill.state, config)
+    costs = []
+    for k in tqdm(range(probes), desc="probe", disable=not progress, leave=False):
+        row = rows[(k * 7) % len(rows)]
+        paragraphs = [p for p in row["body"].split("\n\n") if p.strip()]
+        at = start + timedelta(seconds=10 * (n + k))
+        probe = article(n + k, row, paragraphs[1::2] or paragraphs, at)
+        started = time.perf_counter()
+        stories.assign(probe)
+        costs.append(time.perf_counter() - started)
+    costs.sort()
+    return {"live_stories": live, "probes": probes, "ms_mean": round(1000 * sum(costs) / len(costs), 3),
+            "ms_p50": round(1000 * costs[len(costs) // 2], 3),
+            "ms_p99": round(1000 * costs[int(0.99 * (len(costs) - 1))], 3),
+            "state_bytes_per_story": round(stories.state_bytes_per_story())}
+
+
 def print_report(r: dict) -> None:
     print(f"{r['articles']} articles -> {r['stories']} stories ({r['duplicates']} copies, "
           f"{r['dead_lettered']} dead-lettered); stage {r['stage_ms']['mean']} ms/article mean, "
           f"p99 {r['stage_ms']['p99']} ms; end to end {r['articles_per_s']} articles/s in-process")
+    if "cost" in r:
+        c = r["cost"]
+        print(f"cost with {c['live_stories']} live stories: {c['ms_mean']} ms/article mean, p50 {c['ms_p50']}, "
+              f"p99 {c['ms_p99']} ms over {c['probes']} articles; state {c['state_bytes_per_story']} bytes per story")
     if "score" not in r:
         return
     print(f"{'':<22} {'BCubed P':>8} {'R':>6} {'F1':>6}   {'pair P':>6} {'R':>6} {'F1':>6}  clusters")
