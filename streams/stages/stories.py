@@ -246,7 +246,7 @@ class Stories:
             story, opened = dict(self.state[best_sid]), False
         else:
             best_sid, opened = story_id(article.id), True
-            story = {"id": best_sid, "title": article.title, "first_seen": t, "last_seen": t, "articles": 0,
+            story = {"id": best_sid, "headline": article.title, "first_seen": t, "last_seen": t, "articles": 0,
                      "first_article": {"id": article.id, "url": article.url, "source": article.source},
                      "sources": {}, "recent": [], "breaking_at": None, "alerted_at": None, "alerted_sources": 0,
                      **{part: {} for part in PARTS}, "norms": {}}
@@ -345,7 +345,7 @@ def _at(t: float) -> datetime:
 def story_update(story: dict, top: int = 5) -> StoryUpdate:
     """The public view of a story: what the compacted ``stories`` topic carries."""
     return StoryUpdate(
-        id=story["id"], title=story["title"], articles=story["articles"],
+        id=story["id"], title=story["headline"], articles=story["articles"],
         sources=sorted(story["sources"], key=lambda s: (story["sources"][s], s)),
         names=[w for w, _ in sorted(story["names"].items(), key=lambda item: -item[1])[:top]],
         first_seen=_at(story["first_seen"]), last_seen=_at(story["last_seen"]),
