@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -186,3 +187,77 @@ def test_the_predictions_score_the_same_with_the_shared_scorer(dev_report) -> No
     for metric in ("bcubed", "pairwise"):
         for k in ("precision", "recall", "f1"):
             assert abs(theirs[metric][k] - report["score"][metric][k]) < 1e-9, (metric, k)
+
+
+def dev_feed(n: int) -> list[dict]:
+    """The first ``n`` dev articles in replay order, re-dated to the last hours (a minute apart, order
+    kept) so that the worker's clamp to its ingestion time leaves them as they are."""
+    require(DEV.exists(), f"the stories development set ({SHARED})")
+    rows = sorted((json.loads(line) for line in DEV.open()), key=lambda r: (r["published"], r["id"]))[:n]
+    start = datetime.now(UTC) - timedelta(minutes=n + 5)
+    return [{"id": r["id"], "url": r["url"], "source": r["source"], "title": r["title"], "body": r["body"],
+             "published_at": (start + timedelta(minutes=i)).isoformat()} for i, r in enumerate(rows)]
+
+
+def expected_stories(rows: list[dict]) -> tuple[dict[str, str], set[str]]:
+    """Story per article id and the stories that break, from an in-process replay of the same feed."""
+    from streams.build import Stages
+    from streams.contract.events import DeadLetter
+    from streams.stages.clean import clean_message
+    from streams.stages.dedup import mark_unique
+
+    settings = Settings()
+    stages = Stages(settings)
+    dedup, stories = stages.dedup(), stages.stories()
+    ids, breaking = {}, set()
+    for r in rows:
+        out = clean_message(json.dumps(r).encode(), datetime.now(UTC), settings.max_body_bytes)
+        if isinstance(out, DeadLetter):
+            continue
+        verdict = dedup.check(out)
+        if verdict.is_duplicate:
+            ids[r["id"]] = stories.story_of(verdict.duplicate_of)
+            continue
+        placed = stories.assign(mark_unique(out, verdict))
+        ids[r["id"]] = placed.story_id
+        if placed.alert == "breaking":
+            breaking.add(placed.story_id)
+    return ids, breaking
+
+
+@pytest.mark.kafka
+def test_on_the_broker_a_kill_mid_stream_gives_the_same_stories_and_each_breaking_alert_once(pipeline) -> None:
+    """The worker killed (-9) mid-stream and restarted gives every article the story an uninterrupted
+    in-process replay gives it (copies their original's), and exactly the breaking alerts it raises,
+    each under one id; the first one arrives within 10 s of the article that made the story break."""
+    from streams.tools.runner import TopicReader
+
+    rows = dev_feed(90)
+    expected, breaking = expected_stories(rows)
+    assert breaking, "the feed must hold a story that breaks"
+    lines = [json.dumps(r).encode() for r in rows]
+    worker = pipeline.start_worker(STREAMS_SPACY_MODEL="none")
+    worker.wait_ready()
+    half = len(lines) // 2
+    pipeline.publish(lines[:half], keys=[b"one-partition"] * half)  # one raw partition: one order into dedup
+    reader = TopicReader(pipeline.settings, pipeline.bootstrap)
+    deadline = time.monotonic() + 60
+    while reader.accounted() < half // 2 and time.monotonic() < deadline:
+        reader.poll()
+    reader.close()
+    worker.kill()
+    worker = pipeline.start_worker(STREAMS_SPACY_MODEL="none")
+    worker.wait_ready()
+    published_at = time.time()
+    pipeline.publish(lines[half:], keys=[b"one-partition"] * (len(lines) - half))
+    got = pipeline.collect(len(lines), timeout=180)
+    placed = {e["id"]: e.get("story_id") for topic in ("articles.tagged", "articles.duplicates")
+              for e in got.events[topic]}
+    assert placed == {i: s for i, s in expected.items()}, "story ids differ from an uninterrupted run"
+    alerts = [(e, t) for e, t in zip(got.events["alerts"], got.times["alerts"], strict=True) if e["kind"] == "breaking"]
+    ids_by_story: dict = {}
+    for e, _ in alerts:
+        ids_by_story.setdefault(e["story_id"], set()).add(e["id"])
+    assert set(ids_by_story) == breaking and all(len(v) == 1 for v in ids_by_story.values()), ids_by_story
+    after_restart = [t for _, t in alerts if t >= published_at]
+    assert not after_restart or min(after_restart) - published_at < 10 + len(lines) - half
