@@ -73,3 +73,13 @@ def test_alerts_match_the_gold_text_and_fire_once_per_story(report: dict) -> Non
     assert a["extra"] == 0, "an alert fired from text that is not the article (boilerplate) or a missed copy"
     assert a["missed"] == 0
     assert a["max_per_story"] == 1
+    # once per story: what did not fire was suppressed because its story had already alerted
+    assert a["fired"] + a["merged_into_a_story_that_alerted"] == a["expected"]
+
+
+def test_stories_do_not_merge_unrelated_news(report: dict) -> None:
+    """A year of BBC news published within a day: time cannot keep stories apart, text must. A story
+    that mixes BBC categories is a false merge (same-category merges may be right: follow-ups)."""
+    s = report["stories"]
+    assert s["category_purity"] >= 0.97, s
+    assert s["stories"] >= 0.4 * s["unique_articles"], s

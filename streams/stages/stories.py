@@ -72,6 +72,8 @@ class StoryConfig:
     """The stage's knobs (``STREAMS_STORIES_*``); the defaults were chosen on held-out events."""
 
     threshold: float = 0.12
+    min_lead: float = 0.2  # a join needs this cosine of the leads, or
+    min_names: float = 0.2  # ... this cosine of the names: a shared headline word alone is not a story
     title_weight: float = 0.35
     body_weight: float = 0.45
     names_weight: float = 0.20
@@ -233,8 +235,14 @@ class Stories:
             self._next_retire = self.clock + c.retire_after_hours * 36
         vectors = represent(article.title, article.body)
         best_sid, best = None, 0.0
-        for sid, sim in self._similarities(vectors).items():
+        parts = self._similarities(vectors)
+        title, lead, named = parts["title"], parts["body"], parts["names"]
+        min_lead, min_names = c.min_lead * c.body_weight, c.min_names * c.names_weight
+        for sid in title.keys() | lead.keys() | named.keys():
+            sim = title.get(sid, 0.0) + lead.get(sid, 0.0) + named.get(sid, 0.0)
             if sim < c.threshold:  # the time factor is at most 1
+                continue
+            if lead.get(sid, 0.0) < min_lead and named.get(sid, 0.0) < min_names:
                 continue
             sim *= self._time_factor(t, self.state[sid])
             if sim > best or (sim == best and best_sid is not None and sid < best_sid):
@@ -258,20 +266,23 @@ class Stories:
         self._index_story(best_sid, story)
         return Assignment(best_sid, opened, round(best, 4), alert, story)
 
-    def _similarities(self, vectors: dict[str, Vector]) -> dict[str, float]:
-        """The weighted cosine with every story sharing a term, accumulated over the index's postings
-        (terms not shared add nothing to a cosine, so no story is compared term by term). The lead is
-        represented by its heaviest words only: the tail weighs little and would touch every story."""
-        scores: dict[str, float] = {}
-        get = scores.get
-        lead = _top(vectors["body"], QUERY_BODY_TERMS)
-        for part, terms in (("title", vectors["title"]), ("names", vectors["names"]), ("body", lead)):
+    def _similarities(self, vectors: dict[str, Vector]) -> dict[str, dict[str, float]]:
+        """Per part, the weighted cosine with every story sharing a term, accumulated over the index's
+        postings (terms not shared add nothing to a cosine, so no story is compared term by term).
+        The lead is represented by its heaviest words only: the tail weighs little and would touch
+        every story."""
+        out: dict[str, dict[str, float]] = {}
+        for part in PARTS:
+            terms = _top(vectors[part], QUERY_BODY_TERMS) if part == "body" else vectors[part]
+            scores: dict[str, float] = {}
+            get = scores.get
             for term, x in terms.items():
                 postings = self.index.get(f"{part}:{term}")
                 if postings:
                     for sid, y in postings.items():
                         scores[sid] = get(sid, 0.0) + x * y
-        return scores
+            out[part] = scores
+        return out
 
     def _add(self, story: dict, article: CleanArticle, vectors: dict[str, Vector], t: float) -> None:
         c = self.config

@@ -214,6 +214,15 @@ class Publisher:
         self.producer.close()
 
 
+_LEADING_ID = re.compile(rb'^\{"id":("(?:[^"\\]|\\.)*")')
+
+
+def leading_id(value: bytes) -> str:
+    """The ``id`` of an event serialised by pydantic (``{"id":"...",`` first), without decoding the rest."""
+    match = _LEADING_ID.match(value)
+    return json.loads(match.group(1)) if match else json.loads(value)["id"]
+
+
 class Reader:
     """Reads the final topics from the start for timestamps and ids only: it shares the cores with
     the pipeline, so it decodes no article bodies (ids come from record keys)."""
@@ -274,7 +283,9 @@ def run_pipeline(base: Settings, bootstrap: str, messages: list[bytes], warmup: 
     def on_record(topic: str, record) -> None:
         at = record.timestamp / 1000
         tagged[0] += topic == TAGGED
-        if topic in FINAL:  # keyed by article id; a dead letter may lack the key
+        if topic == TAGGED:  # keyed by story: the id is the value's first field, read without parsing the body
+            arrivals.setdefault(leading_id(record.value), at)
+        elif topic in FINAL:  # keyed by article id; a dead letter may lack the key
             arrivals.setdefault(record.key.decode() if record.key else json.loads(record.value)["id"], at)
         elif topic == ALERTS:
             event = json.loads(record.value)
