@@ -366,8 +366,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+#: the page to read for each command (relative to the repository; tests/test_docs.py checks both ways)
+DOCS = {
+    "kafka": "docs/operations.md#the-local-broker", "topics": "README.md#the-wire-format-articlesraw",
+    "worker": "docs/operations.md#workers", "produce": "README.md#getting-articles-in",
+    "poll": "README.md#getting-articles-in", "clean": "docs/clean.md", "tag": "docs/tagging.md",
+    "alert": "docs/alert-rules.md", "rules": "docs/alert-rules.md", "eval-ner": "docs/tagging.md",
+    "train-ner": "docs/tagging.md", "train-clean": "docs/clean.md", "eval-pages": "docs/clean.md",
+    "schemas": "README.md#the-wire-format-articlesraw", "eval": "docs/benchmark.md",
+    "eval-stories": "docs/stories.md#measured", "alerts": "docs/alert-rules.md",
+    "forward": "docs/security.md", "audit": "docs/reliability.md", "demo": "README.md#two-commands",
+    "bench": "docs/benchmark.md",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="streams", description=__doc__)
+    parser = argparse.ArgumentParser(prog="streams", description=__doc__,
+                                     epilog="Start with README.md; each command's help names its page in docs/.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("kafka", help="start, stop, check or wipe the local Kafka broker (it keeps its data)")
@@ -503,6 +518,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="var/bench", help="where bench.json and bench.png go")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout (progress on stderr)")
     p.set_defaults(func=cmd_bench)
+    for name, command in sub.choices.items():
+        command.epilog = f"Read: {DOCS[name]}"
     return parser
 
 
