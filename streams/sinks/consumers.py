@@ -46,6 +46,8 @@ def format_alert(alert: Alert, color: bool | None = None) -> str:
     color = sys.stdout.isatty() if color is None else color
     ev = alert.evidence
     why = ", ".join([*ev.entities, *ev.topics, *ev.keywords])
+    if alert.kind in ("breaking", "updated"):
+        why = f"{len(alert.sources)} sources: {', '.join(alert.sources)}"
     sev = f"[{alert.severity.upper():8}]"
     if color:
         sev = f"{STYLE.get(alert.severity, '')}{sev}\033[0m"
