@@ -18,8 +18,8 @@ Leaves: ``entity`` (canonical KB id), ``label`` (entity label, e.g. PERSON), ``t
 ``{id, min_score}``), ``source`` (one or a list), ``keyword`` / ``title_keyword`` (words or
 phrases, case-insensitive, whole words).
 
-An alert's id is derived from the rule and the story (the first sighting's article id), so a
-retry or a replay produces the same id and consumers can drop repeats.
+An alert's id is derived from the rule and the story (the stories stage's `story_id`; without one, the
+first sighting's article id), so a retry or a replay produces the same id and consumers can drop repeats.
 """
 
 from __future__ import annotations
@@ -222,6 +222,7 @@ class RuleEngine:
             alerts.append(Alert(
                 id=alert_id(rule.id, article.story), rule_id=rule.id, severity=rule.severity,
                 title=article.title, url=article.url, source=article.source, article_ids=[article.id],
+                story_id=article.story_id,
                 evidence=evidence, published_at=article.published_at, ingested_at=article.ingested_at,
                 created_at=now,
             ))
