@@ -235,16 +235,15 @@ class Stories:
             self._next_retire = self.clock + c.retire_after_hours * 36
         vectors = represent(article.title, article.body)
         best_sid, best = None, 0.0
-        parts = self._similarities(vectors)
-        title, lead, named = parts["title"], parts["body"], parts["names"]
         min_lead, min_names = c.min_lead * c.body_weight, c.min_names * c.names_weight
-        for sid in title.keys() | lead.keys() | named.keys():
-            sim = title.get(sid, 0.0) + lead.get(sid, 0.0) + named.get(sid, 0.0)
+        query = {**vectors, "body": _top(vectors["body"], QUERY_BODY_TERMS)}  # the lead by its heaviest words
+        for sid, sim in self._similarities(query).items():
             if sim < c.threshold:  # the time factor is at most 1
                 continue
-            if lead.get(sid, 0.0) < min_lead and named.get(sid, 0.0) < min_names:
+            story = self.state[sid]
+            if self._part(query, story, "body") < min_lead and self._part(query, story, "names") < min_names:
                 continue
-            sim *= self._time_factor(t, self.state[sid])
+            sim *= self._time_factor(t, story)
             if sim > best or (sim == best and best_sid is not None and sid < best_sid):
                 best_sid, best = sid, sim
         fuller_of = self.articles.get(article.supersedes) if article.supersedes else None
@@ -266,23 +265,25 @@ class Stories:
         self._index_story(best_sid, story)
         return Assignment(best_sid, opened, round(best, 4), alert, story)
 
-    def _similarities(self, vectors: dict[str, Vector]) -> dict[str, dict[str, float]]:
-        """Per part, the weighted cosine with every story sharing a term, accumulated over the index's
-        postings (terms not shared add nothing to a cosine, so no story is compared term by term).
-        The lead is represented by its heaviest words only: the tail weighs little and would touch
-        every story."""
-        out: dict[str, dict[str, float]] = {}
+    def _similarities(self, query: dict[str, Vector]) -> dict[str, float]:
+        """The weighted cosine with every story sharing a term, accumulated over the index's postings
+        (terms not shared add nothing to a cosine, so no story is compared term by term). The query's
+        lead is its heaviest words only: the tail weighs little and would touch every story."""
+        scores: dict[str, float] = {}
+        get = scores.get
         for part in PARTS:
-            terms = _top(vectors[part], QUERY_BODY_TERMS) if part == "body" else vectors[part]
-            scores: dict[str, float] = {}
-            get = scores.get
-            for term, x in terms.items():
+            for term, x in query[part].items():
                 postings = self.index.get(f"{part}:{term}")
                 if postings:
                     for sid, y in postings.items():
                         scores[sid] = get(sid, 0.0) + x * y
-            out[part] = scores
-        return out
+        return scores
+
+    def _part(self, query: dict[str, Vector], story: dict, part: str) -> float:
+        """One part's weighted cosine with a story, as :meth:`_similarities` counts it."""
+        centroid, norm = story[part], story["norms"].get(part) or 1.0
+        weight = self.weights[PARTS.index(part)]
+        return weight * sum(x * centroid.get(term, 0.0) for term, x in query[part].items()) / norm
 
     def _add(self, story: dict, article: CleanArticle, vectors: dict[str, Vector], t: float) -> None:
         c = self.config

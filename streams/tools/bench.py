@@ -9,7 +9,7 @@ two phases over unique articles built from the BBC corpus:
   their final place per second, from the first publish to the last arrival) and latencies under
   backlog.
 
-The **floor** is the same stage functions (clean, dedup, tag, alert) called in-process over the same
+The **floor** is the same stage functions (clean, dedup and stories, tag, alert) called in-process over the same
 articles with no broker, in as many processes as there are workers. ``efficiency`` is pipeline
 throughput over floor throughput: a ratio that compares across noisy machines where raw figures do
 not. Per-stage time per article comes from the workers' own ``streams_stage_seconds`` histograms; the
@@ -83,23 +83,29 @@ def bench_articles(corpus: Path, n: int) -> list[bytes]:
 # -- the floor ---------------------------------------------------------------------------------------
 
 def _floor_worker(args: tuple[list[bytes], Settings]) -> tuple[int, float]:
-    """One process: every stage's logic over its share, as the worker calls it (clean, dedup, tag,
-    alert rules, burst counting), minus Kafka."""
+    """One process: every stage's logic over its share, as the worker calls it (clean, dedup and
+    stories, tag, alert rules, burst counting), minus Kafka."""
     messages, settings = args
     from streams.build import Stages
     from streams.stages.burst import mention_batches
     from streams.stages.clean import clean_message
+    from streams.stages.dedup import mark_unique
 
     stages = Stages(settings)  # what the worker builds, from the same settings
     tagger, engine, dedup, bursts = stages.tagger, stages.alerts(), stages.dedup(), stages.bursts()
+    stories = stages.stories()
     tagger.tag_many([])  # load lazily initialised parts outside the clock, as a running worker has
     started = time.perf_counter()
     now = datetime.now(UTC)
     unique = []
     for i, data in enumerate(messages):
         out = clean_message(data, now, settings.max_body_bytes, f"0:{i}")
-        if hasattr(out, "body") and not dedup.check(out).is_duplicate:
-            unique.append(out)
+        if not hasattr(out, "body"):
+            continue
+        verdict = dedup.check(out)
+        if not verdict.is_duplicate:
+            first = mark_unique(out, verdict)
+            unique.append(mark_unique(out, verdict, stories.assign(first).story_id))
     for article in unique:  # one at a time, as the worker's tag agent does
         tagged = tagger.tag(article)
         engine.evaluate(tagged, now)
