@@ -137,7 +137,7 @@ def test_the_local_broker_keeps_topics_offsets_and_changelogs_across_a_restart(
         stop_background(settings)
 
 
-LOOPS = int(os.environ.get("STREAMS_TEST_LOOPS", "4"))
+LOOPS = int(os.environ.get("STREAMS_TEST_LOOPS", "3"))
 STAGGER = float(os.environ.get("STREAMS_TEST_STAGGER", "3"))
 
 
