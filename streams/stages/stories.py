@@ -59,6 +59,7 @@ BODY_WORDS = 300  # the lead: news puts the event first, and later paragraphs dr
 MIN_RANK = 120  # the commonest words (the, said, would) carry no story
 OOV_RANK = 400_000  # a word outside the vocabulary weighs as the rarest GloVe word
 QUERY_BODY_TERMS = 30  # the lead's heaviest words an article is compared on (its tail costs, and weighs little)
+MAX_POSTINGS = 400  # a term in more live stories than this tells none apart (a stop word of the moment)
 RECENT = 32  # article ids kept per story for replays
 PARTS = ("title", "body", "names")
 _WORD = re.compile(r"[A-Za-z][A-Za-z'’]*")
@@ -79,7 +80,7 @@ class StoryConfig:
     names_weight: float = 0.20
     time_scale_hours: float = 1000.0
     retire_after_hours: float = 30 * 24.0
-    max_terms: int = 60
+    max_terms: int = 40
     max_live: int = 20_000
     max_sources: int = 64
     max_ahead_minutes: float = 60.0
@@ -274,7 +275,7 @@ class Stories:
         for part in PARTS:
             for term, x in query[part].items():
                 postings = self.index.get(f"{part}:{term}")
-                if postings:
+                if postings and len(postings) <= MAX_POSTINGS:
                     for sid, y in postings.items():
                         scores[sid] = get(sid, 0.0) + x * y
         return scores

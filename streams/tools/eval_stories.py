@@ -276,7 +276,19 @@ def cost_at_scale(load: Path, config: StoryConfig, live: int = 5000, probes: int
         stories.assign(probe)
         costs.append(time.perf_counter() - started)
     costs.sort()
-    return {"live_stories": live, "probes": probes, "ms_mean": round(1000 * sum(costs) / len(costs), 3),
+    # memory: the state and the derived indexes of 1,000 stories, traced from empty
+    import tracemalloc
+
+    tracemalloc.start()
+    sample = Stories({}, fill.config)
+    for k in range(1000):
+        row = rows[k % len(rows)]
+        paragraphs = [p for p in row["body"].split("\n\n") if p.strip()]
+        sample.assign(article(10**7 + k, row, paragraphs[(k // len(rows)) % 3::3] or paragraphs, start))
+    held, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return {"live_stories": live, "probes": probes, "memory_bytes_per_story": round(held / len(sample.state)),
+            "ms_mean": round(1000 * sum(costs) / len(costs), 3),
             "ms_p50": round(1000 * costs[len(costs) // 2], 3),
             "ms_p99": round(1000 * costs[int(0.99 * (len(costs) - 1))], 3),
             "state_bytes_per_story": round(stories.state_bytes_per_story())}
@@ -289,7 +301,8 @@ def print_report(r: dict) -> None:
     if "cost" in r:
         c = r["cost"]
         print(f"cost with {c['live_stories']} live stories: {c['ms_mean']} ms/article mean, p50 {c['ms_p50']}, "
-              f"p99 {c['ms_p99']} ms over {c['probes']} articles; state {c['state_bytes_per_story']} bytes per story")
+              f"p99 {c['ms_p99']} ms over {c['probes']} articles; state {c['state_bytes_per_story']} bytes per story "
+              f"on the changelog, {c['memory_bytes_per_story']} in memory with the indexes")
     if "score" not in r:
         return
     print(f"{'':<22} {'BCubed P':>8} {'R':>6} {'F1':>6}   {'pair P':>6} {'R':>6} {'F1':>6}  clusters")
