@@ -9,6 +9,9 @@ operator (and a test) can check.
 from __future__ import annotations
 
 import platform
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -45,6 +48,10 @@ class Metrics:
                                    ["stage", "reason"], registry=r)
         self.duplicates = Counter("streams_duplicates_total", "Duplicates found, by kind.", ["kind"], registry=r)
         self.alerts = Counter("streams_alerts_total", "Alerts fired.", ["rule", "severity"], registry=r)
+        self.agent_cpu = Counter("streams_agent_cpu_seconds_total",
+                                 "CPU time of the worker's event-loop thread inside each agent's per-event step: "
+                                 "the stage's logic plus parsing, sends and metrics (not Faust's consumer).",
+                                 ["stage"], registry=r)
         self.stage_seconds = Histogram("streams_stage_seconds", "Processing time per message in a stage.",
                                        ["stage"], buckets=STAGE_BUCKETS, registry=r)
         self.latency = Histogram("streams_end_to_end_seconds",
@@ -69,6 +76,15 @@ class Metrics:
         self.info.info({"version": __version__, "python": platform.python_version()})
         for stage in ("clean", "dedup", "tag", "alert"):
             self.articles_in.labels(stage)  # export zeros from the start: rates need a first sample
+
+    @contextmanager
+    def agent_time(self, stage: str) -> Iterator[None]:
+        """Count the thread CPU time of one agent step (``streams bench`` splits the per-hop overhead by it)."""
+        started = time.thread_time()
+        try:
+            yield
+        finally:
+            self.agent_cpu.labels(stage).inc(time.thread_time() - started)
 
     def observe_latency(self, stage: str, now: datetime, ingested_at: datetime, published_at: datetime) -> None:
         self.latency.labels(stage, "ingested").observe(max(0.0, (now - ingested_at).total_seconds()))

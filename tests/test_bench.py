@@ -47,4 +47,10 @@ def test_a_small_bench_run_reports_throughput_latency_and_the_floor(
     assert all(run["stage_ms_per_article"][s] > 0 for s in ("clean", "dedup", "tag", "alert"))
     assert run["worker_cpu_ms_per_article"] > sum(run["stage_ms_per_article"].values()) * 0.5
     assert run["peak_memory_mb"][0] > 50
+    # the per-hop overhead: worker CPU outside stage logic, in total and split by where it is spent
+    assert report["overhead_ms_per_article"] == run["overhead_ms_per_article"] == pytest.approx(
+        run["worker_cpu_ms_per_article"] - sum(run["stage_ms_per_article"].values()), abs=0.01)
+    split = run["overhead_ms_by_stage"]
+    assert {"clean", "dedup", "tag", "alert", "outside agents"} <= set(split)
+    assert sum(split.values()) == pytest.approx(report["overhead_ms_per_article"], abs=0.05)
     assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -148,6 +148,11 @@ class RunResult:
     worker_cpu_ms_per_article: float = 0.0
     broker_cpu_ms_per_article: float | None = None  # the local broker's, when it runs here
     bench_cpu_ms_per_article: float = 0.0  # this process: publishing and reading the topics
+    #: worker CPU per article outside stage logic (Faust, aiokafka, JSON, metrics), in total and by where
+    #: it is spent: each agent's step beyond its stage logic, and outside the agents (Faust's consumer,
+    #: stream iteration, acks and commits, the producer)
+    overhead_ms_per_article: float = 0.0
+    overhead_ms_by_stage: dict[str, float] = field(default_factory=dict)
     peak_memory_mb: list[float] = field(default_factory=list)
     #: (seconds since the first publish, articles each stage has finished so far), every half second
     timeline: list[tuple[float, dict[str, float]]] = field(default_factory=list)
@@ -326,6 +331,7 @@ def run_pipeline(base: Settings, bootstrap: str, messages: list[bytes], warmup: 
             broker_before = _proc_stats(broker_pid)[0] if broker_pid else 0.0
             own_before = time.process_time()
             stages_before = _by_stage(procs, "streams_stage_seconds_sum")
+            agents_before = _by_stage(procs, "streams_agent_cpu_seconds_total")
             desc = f"  {workers} worker(s), {name}" + (f" at {rate:g}/s" if rate else "")
             sent = publisher.publish(batch, rate, desc, sample)
             _drain(reader, sent, arrivals, timeout, sample, settings, bootstrap)
@@ -352,6 +358,13 @@ def run_pipeline(base: Settings, bootstrap: str, messages: list[bytes], warmup: 
                                                     / len(batch), 3) for s in STAGES}
             cpu = sum(_proc_stats(w.proc.pid)[0] for w in procs) - cpu_before
             result.worker_cpu_ms_per_article = round(cpu * 1000 / len(batch), 3)
+            agents = _by_stage(procs, "streams_agent_cpu_seconds_total")
+            agent_ms = {s: (agents.get(s, 0.0) - agents_before.get(s, 0.0)) * 1000 / len(batch) for s in agents}
+            logic = sum(result.stage_ms_per_article.values())
+            result.overhead_ms_per_article = round(result.worker_cpu_ms_per_article - logic, 3)
+            by_stage = {s: ms - result.stage_ms_per_article.get(s, 0.0) for s, ms in agent_ms.items()}
+            by_stage["outside agents"] = result.worker_cpu_ms_per_article - sum(agent_ms.values())
+            result.overhead_ms_by_stage = {s: round(ms, 3) for s, ms in by_stage.items()}
             result.bench_cpu_ms_per_article = round((time.process_time() - own_before) * 1000 / len(batch), 3)
             if broker_pid:
                 broker = _proc_stats(broker_pid)[0] - broker_before
@@ -380,6 +393,9 @@ def summary(runs: list[RunResult], articles: int) -> dict:
         "latency_p50_s": fixed.tagged_latency_s.get("p50"),
         "latency_p99_s": fixed.tagged_latency_s.get("p99"),
         "alert_latency_p99_s": fixed.alert_latency_s.get("p99"),
+        # worker CPU per article outside stage logic in the last run's last phase, over all hops (#30)
+        "overhead_ms_per_article": best.overhead_ms_per_article,
+        "overhead_ms_by_stage": best.overhead_ms_by_stage,
         "cores": os.cpu_count(),
         "runs": [{**{k: v for k, v in asdict(r).items() if k not in ("timeline", "latencies")},
                   "efficiency": round(r.efficiency, 3)} for r in runs],
@@ -409,6 +425,10 @@ def print_table(runs: list[RunResult], out=sys.stdout) -> None:
         broker = f"{r.broker_cpu_ms_per_article:.2f}" if r.broker_cpu_ms_per_article is not None else "-"
         print(f"{r.workers:>7}  " + " ".join(f"{st.get(s, 0):>6.2f}" for s in STAGES)
               + f"  {r.worker_cpu_ms_per_article:>8.2f} {broker:>7} {r.bench_cpu_ms_per_article:>6.2f}", file=out)
+    print("\nworker CPU per article outside stage logic at saturation (ms): in total, then where", file=out)
+    for r in runs:
+        where = ", ".join(f"{s} {ms:.2f}" for s, ms in r.overhead_ms_by_stage.items())
+        print(f"{r.workers:>7}  {r.overhead_ms_per_article:>6.2f}   {where}", file=out)
 
 
 def chart(runs: list[RunResult], path: Path) -> None:
