@@ -179,15 +179,15 @@ async def send_dead_letter(stage: str, letter: DeadLetter, event: faust.EventT) 
 @app.agent(raw_topic)
 async def clean(stream: faust.StreamT) -> None:
     async for event in stream.events():
-        with metrics.agent_time("clean"):
+        with metrics.agent_time("clean") as clock:
             ingested = datetime.fromtimestamp(event.message.timestamp, UTC)
             raw_ref = f"{event.message.partition}:{event.message.offset}"
             out = step.run(metrics, "clean", event.value, event.key, partial(
                 clean_message, ingested_at=ingested, max_body_bytes=settings.max_body_bytes, raw_ref=raw_ref))
             if isinstance(out, DeadLetter):
-                await send_dead_letter("clean", out, event)
+                await clock.wait(send_dead_letter("clean", out, event))
                 continue
-            await clean_topic.send(key=out.id.encode(), value=out.dumps(), partition=0)
+            await clock.wait(clean_topic.send(key=out.id.encode(), value=out.dumps(), partition=0))
             metrics.articles_out.labels("clean", "clean").inc()
             metrics.observe_latency("clean", now(), out.ingested_at, out.published_at)
 
@@ -211,14 +211,14 @@ async def dedup(stream: faust.StreamT) -> None:
 
     next_expiry = 0.0
     async for event in stream.events():
-        with metrics.agent_time("dedup"):
+        with metrics.agent_time("dedup") as clock:
             if (started := time.perf_counter()) >= next_expiry:  # tables change only inside stream iteration
                 dedup_state.expire(time.time())
                 next_expiry = started + settings.dedup_expire_interval
                 metrics.stories_state_bytes.set(stories.state_bytes_per_story())
             out = step.run(metrics, "dedup", event.value, event.key, check)
             if isinstance(out, DeadLetter):
-                await send_dead_letter("dedup", out, event)
+                await clock.wait(send_dead_letter("dedup", out, event))
                 continue
             article, verdict, placed = out
             metrics.dedup_state.set(len(dedup_signatures))
@@ -226,19 +226,20 @@ async def dedup(stream: faust.StreamT) -> None:
                 metrics.duplicates.labels(verdict.kind).inc()
                 metrics.articles_out.labels("dedup", "duplicate").inc()
                 duplicate = mark_duplicate(article, verdict, stories.story_of(verdict.duplicate_of or ""))
-                await duplicates_topic.send(key=article.id.encode(), value=duplicate.dumps())
+                await clock.wait(duplicates_topic.send(key=article.id.encode(), value=duplicate.dumps()))
             else:  # keyed by story, so an article meets its story's alert suppression in one partition
                 unique = mark_unique(article, verdict, placed.story_id)
                 metrics.articles_out.labels("dedup", "fuller" if unique.supersedes else "unique").inc()
                 outcome = "replay" if placed.replay else "opened" if placed.opened else "joined"
                 metrics.story_articles.labels(outcome).inc()
                 metrics.stories_live.set(len(story_state))
-                await unique_topic.send(key=unique.story.encode(), value=unique.dumps())
-                await stories_topic.send(key=placed.story_id.encode(), value=story_update(placed.story).dumps())
+                await clock.wait(unique_topic.send(key=unique.story.encode(), value=unique.dumps()))
+                update = story_update(placed.story).dumps()
+                await clock.wait(stories_topic.send(key=placed.story_id.encode(), value=update))
                 if placed.alert is not None:
                     a = story_alert(placed.alert, placed.story, unique, now())
                     metrics.alerts.labels(a.rule_id, a.severity).inc()
-                    await alerts_topic.send(key=a.id.encode(), value=a.dumps())
+                    await clock.wait(alerts_topic.send(key=a.id.encode(), value=a.dumps()))
             metrics.observe_latency("dedup", now(), article.ingested_at, article.published_at)
 
 
@@ -252,15 +253,15 @@ async def tag(stream: faust.StreamT) -> None:
     to batch."""
     tagger = app.stages.tagger
     async for event in stream.events():
-        with metrics.agent_time("tag"):
+        with metrics.agent_time("tag") as clock:
             tagged = step.run(metrics, "tag", event.value, event.key,
                               lambda data: tagger.tag(CleanArticle.model_validate_json(data)))
             if isinstance(tagged, DeadLetter):
-                await send_dead_letter("tag", tagged, event)
+                await clock.wait(send_dead_letter("tag", tagged, event))
                 continue
-            await tagged_topic.send(key=tagged.story.encode(), value=tagged.dumps())
+            await clock.wait(tagged_topic.send(key=tagged.story.encode(), value=tagged.dumps()))
             for partition, batch in mention_batches([tagged], settings.partitions).items():
-                await mentions_topic.send(value=batch.dumps(), partition=partition)
+                await clock.wait(mentions_topic.send(value=batch.dumps(), partition=partition))
             metrics.articles_out.labels("tag", "tagged").inc()
             metrics.observe_latency("tag", now(), tagged.ingested_at, tagged.published_at)
 
@@ -274,15 +275,15 @@ async def alert(stream: faust.StreamT) -> None:
         return article, engine.evaluate(article, now())
 
     async for event in stream.events():
-        with metrics.agent_time("alert"):
+        with metrics.agent_time("alert") as clock:
             out = step.run(metrics, "alert", event.value, event.key, evaluate)
             if isinstance(out, DeadLetter):
-                await send_dead_letter("alert", out, event)
+                await clock.wait(send_dead_letter("alert", out, event))
                 continue
             article, alerts = out
             for a in alerts:
                 metrics.alerts.labels(a.rule_id, a.severity).inc()
-                await alerts_topic.send(key=a.id.encode(), value=a.dumps())
+                await clock.wait(alerts_topic.send(key=a.id.encode(), value=a.dumps()))
                 metrics.observe_latency("alert", a.created_at, article.ingested_at, article.published_at)
             metrics.articles_out.labels("alert", "alerted" if alerts else "no_alert").inc()
 
@@ -292,7 +293,7 @@ async def bursts(stream: faust.StreamT) -> None:
     detector = app.stages.bursts(burst_counts)
     next_expiry = 0.0
     async for event in stream.events():
-        with metrics.agent_time("bursts"):
+        with metrics.agent_time("bursts") as clock:
             try:
                 batch = MentionBatch.model_validate_json(event.value)
             except Exception:  # an internal event, not an input article: log it, never dead-letter it
@@ -306,7 +307,7 @@ async def bursts(stream: faust.StreamT) -> None:
                 if burst is not None:
                     a = burst_alert(burst, name=mention.name, article_id=mention.article)
                     metrics.alerts.labels(a.rule_id, a.severity).inc()
-                    await alerts_topic.send(key=a.id.encode(), value=a.dumps())
+                    await clock.wait(alerts_topic.send(key=a.id.encode(), value=a.dumps()))
 
 
 # the lag probe's topics: those the pipeline's agents read (the internal mentions are not work waiting)
