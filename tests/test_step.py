@@ -35,3 +35,22 @@ def test_a_stage_that_works_is_counted_and_timed() -> None:
     assert step.run(metrics, "alert", ARTICLE, None, lambda data: len(data)) == len(ARTICLE)
     assert counted(metrics, "streams_articles_in_total", stage="alert") == 1
     assert counted(metrics, "streams_stage_seconds_count", stage="alert") == 1
+
+
+def test_a_batch_dead_letters_only_the_inputs_that_break_it() -> None:
+    """One input that cannot be parsed and one that makes the batch's work raise: those two get
+    their dead letters, the others their results, in order; every input is counted once."""
+    metrics = Metrics()
+
+    def work(batch: list[dict]) -> list[str]:
+        if any(item.get("boom") for item in batch):
+            raise ValueError("the batch call failed")
+        return [item["id"].upper() for item in batch]
+
+    items = [(b'{"id": "a"}', b"a"), (b"not json", b"b"), (b'{"id": "c", "boom": 1}', b"c"), (b'{"id": "d"}', b"d")]
+    out = step.run_many(metrics, "tag", items, json.loads, work)
+    assert out[0] == "A" and out[3] == "D"
+    assert [(o.reason, o.id) for o in (out[1], out[2])] == [("stage_error", "b"), ("stage_error", "c")]
+    assert "ValueError" in out[2].detail
+    assert counted(metrics, "streams_articles_in_total", stage="tag") == 4
+    assert counted(metrics, "streams_stage_seconds_count", stage="tag") == 2
