@@ -49,6 +49,7 @@ from streams.stages.burst import burst_alert, mention_batches
 from streams.stages.clean import clean_message
 from streams.stages.dedup import Verdict, mark_duplicate, mark_unique
 from streams.stages.stories import Assignment, story_alert, story_update
+from streams.stages.tag import BATCH as TAG_BATCH
 
 
 class StreamsApp(faust.App):
@@ -164,7 +165,7 @@ alerts_fired = app.Table("alerts-fired", schema=JSON)
 burst_counts = app.Table("burst-counts", schema=JSON)
 
 
-TAG_BATCH, TAG_WITHIN = 16, 0.05  # articles per tag batch, and the longest wait to fill one (s)
+TAG_WITHIN = 0.05  # the longest wait to fill a tag batch (s)
 
 
 def now() -> datetime:
@@ -248,7 +249,7 @@ async def dedup(stream: faust.StreamT) -> None:
 
 @app.agent(unique_topic)
 async def tag(stream: faust.StreamT) -> None:
-    """Batches of up to ``TAG_BATCH`` articles (or what arrived within ``TAG_WITHIN`` s): the NER
+    """Batches of up to ``TAG_BATCH`` (16) articles (or what arrived within ``TAG_WITHIN`` s): the NER
     runs over a batch with ``nlp.pipe``, and a batch's mentions go out in one message per partition.
     Faust acks a batch's events once this loop body has sent every output; the offset-safe consumer
     (streams/kafka/consumer.py) commits no offset past an event not acked, so a crash replays at

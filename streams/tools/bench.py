@@ -90,6 +90,7 @@ def _floor_worker(args: tuple[list[bytes], Settings]) -> tuple[int, float]:
     from streams.stages.burst import mention_batches
     from streams.stages.clean import clean_message
     from streams.stages.dedup import mark_unique
+    from streams.stages.tag import BATCH as TAG_BATCH
 
     stages = Stages(settings)  # what the worker builds, from the same settings
     tagger, engine, dedup, bursts = stages.tagger, stages.alerts(), stages.dedup(), stages.bursts()
@@ -106,10 +107,11 @@ def _floor_worker(args: tuple[list[bytes], Settings]) -> tuple[int, float]:
         if not verdict.is_duplicate:
             first = mark_unique(out, verdict)
             unique.append(mark_unique(out, verdict, stories.assign(first).story_id))
-    for article in unique:  # one at a time, as the worker's tag agent does
-        tagged = tagger.tag(article)
-        engine.evaluate(tagged, now)
-        for batch in mention_batches([tagged], settings.partitions).values():
+    for i in range(0, len(unique), TAG_BATCH):  # in the worker's tag batches
+        tagged = tagger.tag_many(unique[i:i + TAG_BATCH])
+        for t in tagged:
+            engine.evaluate(t, now)
+        for batch in mention_batches(tagged, settings.partitions).values():
             for m in batch.mentions:
                 bursts.mention(m.entity, m.at, m.count)
     return len(messages), time.perf_counter() - started

@@ -107,6 +107,9 @@ def _sentence_initial(span: Span) -> bool:
     return before.is_space or before.text in {".", "!", "?", "\"", "”", ";", ":"}
 
 
+#: articles per ``nlp.pipe`` batch in the worker's tag agent (and in ``streams bench``'s floor)
+BATCH = 16
+
 class Tagger:
     """Tags clean articles in batches with one spaCy pipeline and one topic taxonomy."""
 
