@@ -204,12 +204,13 @@ async def dedup(stream: faust.StreamT) -> None:
     stories = app.stages.stories(story_state)
 
     def check(data: bytes) -> tuple[CleanArticle, Verdict, Assignment | None]:
+        """The article (unique: with its story), dedup's verdict, and where stories placed it."""
         article = CleanArticle.model_validate_json(data)
         verdict = dedup_state.check(article)
         if verdict.is_duplicate:
             return article, verdict, None
         started = time.perf_counter()
-        placed = stories.assign(mark_unique(article, verdict))
+        article, placed = stories.place(mark_unique(article, verdict))
         metrics.stage_seconds.labels("stories").observe(time.perf_counter() - started)
         return article, verdict, placed
 
@@ -232,16 +233,15 @@ async def dedup(stream: faust.StreamT) -> None:
                 duplicate = mark_duplicate(article, verdict, stories.story_of(verdict.duplicate_of or ""))
                 await clock.wait(duplicates_topic.send(key=article.id.encode(), value=duplicate.dumps()))
             else:  # keyed by story, so an article meets its story's alert suppression in one partition
-                unique = mark_unique(article, verdict, placed.story_id)
-                metrics.articles_out.labels("dedup", "fuller" if unique.supersedes else "unique").inc()
+                metrics.articles_out.labels("dedup", "fuller" if article.supersedes else "unique").inc()
                 outcome = "replay" if placed.replay else "opened" if placed.opened else "joined"
                 metrics.story_articles.labels(outcome).inc()
                 metrics.stories_live.set(len(story_state))
-                await clock.wait(unique_topic.send(key=unique.story.encode(), value=unique.dumps()))
+                await clock.wait(unique_topic.send(key=article.story.encode(), value=article.dumps()))
                 update = story_update(placed.story).dumps()
                 await clock.wait(stories_topic.send(key=placed.story_id.encode(), value=update))
                 if placed.alert is not None:
-                    a = story_alert(placed.alert, placed.story, unique, now())
+                    a = story_alert(placed.alert, placed.story, article, now())
                     metrics.alerts.labels(a.rule_id, a.severity).inc()
                     await clock.wait(alerts_topic.send(key=a.id.encode(), value=a.dumps()))
             metrics.observe_latency("dedup", now(), article.ingested_at, article.published_at)

@@ -295,13 +295,13 @@ def cmd_eval_stories(args: argparse.Namespace) -> int:
     from streams.tools.eval_stories import evaluate, print_report
 
     settings = get_settings()
-    report = evaluate(Path(args.corpus), settings, Stages(settings).stories().config,
-                      Path(args.pred) if args.pred else None, folds=args.folds, progress=not args.json)
+    config = Stages(settings).stories().config
+    report = evaluate(Path(args.corpus), settings, config, Path(args.pred) if args.pred else None,
+                      folds=args.folds, progress=not args.json)
     if args.load:
         from streams.tools.eval_stories import cost_at_scale
 
-        report["cost"] = cost_at_scale(Path(args.load), Stages(settings).stories().config, live=args.live,
-                                       progress=not args.json)
+        report["cost"] = cost_at_scale(Path(args.load), config, live=args.live, progress=not args.json)
     if args.json:
         print(json.dumps(report, indent=2))
     else:

@@ -320,8 +320,6 @@ def mark_duplicate(article: CleanArticle, verdict: Verdict, story_id: str | None
                             duplicate_kind=verdict.kind, similarity=verdict.similarity)
 
 
-def mark_unique(article: CleanArticle, verdict: Verdict, story_id: str | None = None) -> CleanArticle:
-    """The ``articles.unique`` event: the article, saying which first sighting a fuller version
-    supersedes and, once the stories stage placed it, its story."""
-    update = {"supersedes": verdict.supersedes, "story_id": story_id}
-    return article.model_copy(update={k: v for k, v in update.items() if v})
+def mark_unique(article: CleanArticle, verdict: Verdict) -> CleanArticle:
+    """The ``articles.unique`` event: the article, saying which first sighting a fuller version supersedes."""
+    return article.model_copy(update={"supersedes": verdict.supersedes}) if verdict.supersedes else article

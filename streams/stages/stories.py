@@ -97,10 +97,6 @@ def ranks() -> dict[str, int]:
     return {w: i for i, w in enumerate(gzip.decompress(data).decode().split(), 1)}
 
 
-def idf(word: str) -> float:
-    return math.log(ranks().get(word, OOV_RANK))
-
-
 def _vector(counts: Counter[str]) -> Vector:
     """Sublinear TF times IDF, unit length."""
     table = ranks()
@@ -140,6 +136,12 @@ def _top(v: Vector, n: int) -> Vector:
     if len(v) <= n:
         return v
     return dict(sorted(v.items(), key=lambda item: -item[1])[:n])
+
+
+def breaks(times: list[float], sources: int, window_s: float) -> bool:
+    """The breaking rule: ``sources`` of these first-report times (one per source) within ``window_s``."""
+    times = sorted(times)
+    return any(times[i + sources - 1] - times[i] <= window_s for i in range(len(times) - sources + 1))
 
 
 def story_id(first_article_id: str) -> str:
@@ -198,7 +200,8 @@ class Stories:
 
     def _sync(self) -> None:
         """Rebuild the indexes when the mapping changed under them (recovery, a rebalance)."""
-        if len(self.indexed) != len(self.state) or any(sid not in self.state for sid in list(self.indexed)[:1]):
+        first = next(iter(self.indexed), None)  # one probe, not a pass over every story per article
+        if len(self.indexed) != len(self.state) or (first is not None and first not in self.state):
             self.index, self.indexed, self.articles, self.clock = {}, {}, {}, 0.0
             for sid, story in list(self.state.items()):
                 self._index_story(sid, story)
@@ -266,6 +269,11 @@ class Stories:
         self._index_story(best_sid, story)
         return Assignment(best_sid, opened, round(best, 4), alert, story)
 
+    def place(self, article: CleanArticle) -> tuple[CleanArticle, Assignment]:
+        """:meth:`assign`, and the article as it goes on: with its ``story_id``."""
+        placed = self.assign(article)
+        return article.model_copy(update={"story_id": placed.story_id}), placed
+
     def _similarities(self, query: dict[str, Vector]) -> dict[str, float]:
         """The weighted cosine with every story sharing a term, accumulated over the index's postings
         (terms not shared add nothing to a cosine, so no story is compared term by term). The query's
@@ -308,10 +316,7 @@ class Stories:
     def _alert_due(self, story: dict, t: float) -> Literal["breaking", "updated"] | None:
         c = self.config
         if story["breaking_at"] is None:
-            window = c.breaking_window_minutes * 60
-            times = sorted(story["sources"].values())
-            if any(times[i + c.breaking_sources - 1] - times[i] <= window
-                   for i in range(len(times) - c.breaking_sources + 1)):
+            if breaks(list(story["sources"].values()), c.breaking_sources, c.breaking_window_minutes * 60):
                 story["breaking_at"] = story["alerted_at"] = t
                 story["alerted_sources"] = len(story["sources"])
                 return "breaking"

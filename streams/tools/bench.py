@@ -105,8 +105,7 @@ def _floor_worker(args: tuple[list[bytes], Settings]) -> tuple[int, float]:
             continue
         verdict = dedup.check(out)
         if not verdict.is_duplicate:
-            first = mark_unique(out, verdict)
-            unique.append(mark_unique(out, verdict, stories.assign(first).story_id))
+            unique.append(stories.place(mark_unique(out, verdict))[0])
     for i in range(0, len(unique), TAG_BATCH):  # in the worker's tag batches
         tagged = tagger.tag_many(unique[i:i + TAG_BATCH])
         for t in tagged:

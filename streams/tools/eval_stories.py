@@ -33,7 +33,7 @@ from streams.build import Stages
 from streams.contract.events import CleanArticle, DeadLetter
 from streams.settings import Settings
 from streams.stages.clean import clean_message
-from streams.stages.stories import Stories, StoryConfig
+from streams.stages.stories import Stories, StoryConfig, breaks
 
 GRID = {"threshold": (0.08, 0.10, 0.12, 0.15, 0.18), "time_scale_hours": (240.0, 1000.0, 5000.0)}
 
@@ -138,13 +138,9 @@ def gold_breaking(prepared: list[Prepared], config: StoryConfig) -> set:
         t = clock.event_time(p.article.published_at, p.article.ingested_at)
         firsts[p.gold].setdefault(p.article.source, t)
         firsts[p.gold][p.article.source] = min(firsts[p.gold][p.article.source], t)
-    n, window = config.breaking_sources, config.breaking_window_minutes * 60
-    out = set()
-    for event, sources in firsts.items():
-        times = sorted(sources.values())
-        if any(times[i + n - 1] - times[i] <= window for i in range(len(times) - n + 1)):
-            out.add(event)
-    return out
+    window = config.breaking_window_minutes * 60
+    return {event for event, sources in firsts.items()
+            if breaks(list(sources.values()), config.breaking_sources, window)}
 
 
 def score_breaking(prepared: list[Prepared], ids: dict, alerts: list, config: StoryConfig) -> dict:
@@ -181,20 +177,17 @@ def held_out(prepared: list[Prepared], base: StoryConfig, k: int, progress: bool
     gold = {p.id: p.gold for p in prepared}
     configs = [replace(base, **dict(zip(GRID, values, strict=True))) for values in itertools.product(*GRID.values())]
     runs = [replay(prepared, c)[0] for c in tqdm(configs, desc="grid", disable=not progress, leave=False)]
-    per_item_p, per_item_r, chosen = {}, {}, []
+    p_sum = r_sum = 0.0  # BCubed is a mean over articles: sum each fold's, weighted by its articles
+    chosen = []
     for fold in folds_by_event(prepared, k):
         train = [i for i in gold if gold[i] not in fold]
         test = [i for i in gold if gold[i] in fold]
         best = max(range(len(configs)), key=lambda n: score(gold, runs[n], train)["bcubed"]["f1"])
         chosen.append({name: getattr(configs[best], name) for name in GRID})
-        pred = runs[best]
-        psize, gsize = Counter(pred.values()), Counter(gold.values())
-        cell = Counter((pred[i], gold[i]) for i in gold)
-        for i in test:
-            per_item_p[i] = cell[pred[i], gold[i]] / psize[pred[i]]
-            per_item_r[i] = cell[pred[i], gold[i]] / gsize[gold[i]]
-    p = sum(per_item_p.values()) / len(per_item_p)
-    r = sum(per_item_r.values()) / len(per_item_r)
+        held = score(gold, runs[best], test)["bcubed"]
+        p_sum += held["precision"] * len(test)
+        r_sum += held["recall"] * len(test)
+    p, r = p_sum / len(gold), r_sum / len(gold)
     return {"folds": k, "bcubed": {"precision": p, "recall": r, "f1": _f1(p, r)}, "chosen": chosen}
 
 

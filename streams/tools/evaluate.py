@@ -182,8 +182,7 @@ def evaluate(feed_path: Path, gold_path: Path, progress: bool = True, tag: bool 
     unique, category = [], {}
     for (g, out), v in zip(articles, verdicts, strict=True):
         if not v.is_duplicate:
-            first = mark_unique(out, v)
-            unique.append(mark_unique(out, v, stories.assign(first).story_id))
+            unique.append(stories.place(mark_unique(out, v))[0])
             category[out.id] = (g.get("story") or "").split("-")[1:2]  # bbc-<category>-NNN
     members = Counter(u.story_id for u in unique)
     same = Counter((u.story_id, str(category[u.id])) for u in unique)
