@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from streams.stages.clean import clean_text, content_hash, normalise
+from streams.stages.clean.blocks import cut_related, split_blocks
 
 ARTICLE = [
     "The central bank raised its key rate by half a point on Friday, the third increase this year, "
@@ -142,3 +143,77 @@ def test_cli_prints_the_clean_event(tmp_path) -> None:
     assert event["title"] == TITLE and event["body"] == "\n\n".join(ARTICLE)
     assert event["removed"] == {"byline": 1, "related": 2}
     assert event["word_count"] > 50 and len(event["content_hash"]) == 64
+
+
+# A whole page as a scraper hands it over: menu, ticker, headline, the article, then other stories'
+# headlines (no heading above them, or a short one) and the footer. Made up, not any real page.
+PAGE_MENU = ["Home", "Markets", "Crypto", "Policy", "Subscribe"]
+TICKER = ["BTC $97,120 +1.2%", "ETH $3,410 -0.4%", "SOL $182 +3.0%"]
+RELATED = [
+    "Fed's Waller says rate cuts could come sooner than markets expect",
+    "S&P 500 notches a rare nine-day losing streak as tech slides",
+    "Oil tanker rates jump after Red Sea attacks",
+    "Japan's central bank keeps its yield cap in place",
+    "Gold miners rally as bullion hits another record",
+]
+FOOTER = ["About us", "Contact", "© 2026 Example Wire. All rights reserved."]
+
+
+def page_of(*parts: list[str]) -> str:
+    return "\n".join(line for part in parts for line in part)
+
+
+def related_cut(*lines: str) -> list[str]:
+    """The lines the tail rule alone marks ``related``, with no detector in front of it."""
+    blocks = split_blocks(body_of(*lines))
+    cut_related(blocks)
+    return [b.text for b in blocks if b.kind == "related"]
+
+
+def test_related_headlines_after_the_article_go_without_a_heading() -> None:
+    assert related_cut(*ARTICLE, *RELATED) == RELATED
+    result = clean_text(page_of(PAGE_MENU, TICKER, [TITLE], ARTICLE, RELATED, FOOTER), TITLE)
+    assert_exact(result)
+    assert "Waller" not in result.body  # the entity a boilerplate headline would have handed the tagger
+
+
+def test_related_headlines_under_a_short_heading_go() -> None:
+    for heading in ("Trending", "Latest news", "Markets Wrap"):
+        assert related_cut(*ARTICLE, heading, *RELATED[:3]) == [heading, *RELATED[:3]]
+        assert_exact(clean_text(body_of(*ARTICLE, heading, *RELATED[:3]), TITLE))
+
+
+def test_related_headlines_with_a_summary_each_go() -> None:
+    summaries = [f"{line}." for line in ("Markets now price three cuts before the summer",
+                                         "The benchmark has not fallen that long since 2004")]
+    tail = [RELATED[0], summaries[0], RELATED[1], summaries[1], RELATED[2], "2 hours ago"]
+    assert related_cut(*ARTICLE, "More from Markets", *tail) == ["More from Markets", *tail]
+
+
+def test_a_related_box_inside_the_article_goes_and_the_article_goes_on() -> None:
+    box = ["Related Stories:", *RELATED[:3]]
+    assert related_cut(ARTICLE[0], *box, *ARTICLE[1:]) == box
+    assert_exact(clean_text(body_of(ARTICLE[0], *box, *ARTICLE[1:]), TITLE))
+
+
+def test_the_articles_own_lists_stay() -> None:
+    lists = [
+        [ARTICLE[0], "The bank named three risks to its outlook:", "Energy prices rising again this winter",
+         "Wage growth running ahead of productivity", "A weaker currency pushing up import costs",
+         "Higher borrowing costs for households and firms"],
+        [ARTICLE[0], "Ingredients for four:", "2 tsp vegetable oil", "1 large onion", "4 cloves garlic",
+         "salt and pepper to taste"],
+        [ARTICLE[0], "Weekend results", "Arsenal 2 Chelsea 1", "Leeds United 0 Everton 0", "Fulham 3 Wolves 2"],
+    ]
+    for paragraphs in lists:
+        assert related_cut(*paragraphs) == []
+        assert_exact(clean_text(body_of(*paragraphs), TITLE), paragraphs)
+
+
+def test_a_teaser_cut_off_and_run_into_the_next_line_goes_once() -> None:
+    lead = ARTICLE[0]
+    teaser = lead[:70].rsplit(" ", 1)[0] + " […] " + RELATED[0]
+    for blocks in ([teaser, *ARTICLE], [*ARTICLE[:2], teaser, *ARTICLE[2:]]):
+        result = clean_text(body_of(*blocks), TITLE)
+        assert_exact(result)
+        assert result.removed["teaser"] == 1

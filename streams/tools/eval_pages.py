@@ -10,6 +10,11 @@ many scrapers hand pages over, and ``text/html`` with the page - next to the kee
 and trafilatura alone, in the same run. Each dataset is scored with the model trained without it
 (``streams/data/article/without-<dataset>.npz``), since the sites a pipeline meets in production
 are sites it never saw; ``--shipped`` scores the model trained on every page instead.
+
+Per page, each path is also held against trafilatura alone: the pages where it is worse by more
+than ``MARGIN`` F1 (and better). And the headline each path gives when the producer sends none,
+against the gold headline (:func:`streams.tools.train_clean.gold_parts`): exact match of the words
+and token F1, over the pages that have one.
 """
 
 from __future__ import annotations
@@ -27,9 +32,11 @@ from tqdm import tqdm
 from streams.stages.clean import clean_text
 from streams.stages.clean.detector import MODEL_DIR, MODEL_PATH, ArticleModel
 from streams.stages.clean.html import headline, parse
+from streams.tools.train_clean import gold_parts
 
 TOKEN = re.compile(r"\w+")
 HEADLINE_IN_GOLD = {"dragnet", "cleanportaleval"}
+MARGIN = 0.05
 
 
 def shingles(text: str) -> Counter:
@@ -51,6 +58,17 @@ def score(pred: str, gold: str) -> tuple[float, float, float]:
     return precision, recall, f1
 
 
+def words(text: str) -> list[str]:
+    return TOKEN.findall((text or "").lower())
+
+
+def token_f1(found: str, gold: str) -> float:
+    """F1 of the two texts' words as bags (a headline with the site's name run in still scores)."""
+    a, b = Counter(words(found)), Counter(words(gold))
+    shared = sum((a & b).values())
+    return 2 * shared / (sum(a.values()) + sum(b.values())) if shared else 0.0
+
+
 def as_scored(page: dict, title: str, body: str) -> str:
     """What is held against the gold: the body, with the title in front where the gold has the headline."""
     return f"{title}\n\n{body}" if page["dataset"] in HEADLINE_IN_GOLD and title else body
@@ -61,10 +79,26 @@ class Scores:
     """Per-page scores of one way of extracting, by dataset."""
 
     pages: dict[str, list[tuple[float, float, float]]] = field(default_factory=lambda: defaultdict(list))
+    f1: dict[str, float] = field(default_factory=dict)  # by page id
+    titles: dict[str, list[tuple[bool, float]]] = field(default_factory=lambda: defaultdict(list))
+    worse: Counter | None = None  # by dataset, once compared with trafilatura alone
+    better: Counter | None = None
     seconds: float = 0.0
 
-    def add(self, dataset: str, prf: tuple[float, float, float]) -> None:
-        self.pages[dataset].append(prf)
+    def add(self, page: dict, prf: tuple[float, float, float], title: str) -> None:
+        self.pages[page["dataset"]].append(prf)
+        self.f1[page["id"]] = prf[2]
+        gold_title = gold_parts(page)[0]
+        if gold_title:
+            self.titles[page["dataset"]].append((words(title) == words(gold_title), token_f1(title, gold_title)))
+
+    def against(self, other: Scores, pages: list[dict]) -> None:
+        """Count, per dataset, the pages where this path is worse (better) than ``other`` by MARGIN."""
+        self.worse, self.better = Counter(), Counter()
+        for page in pages:
+            diff = self.f1[page["id"]] - other.f1[page["id"]]
+            self.worse[page["dataset"]] += diff < -MARGIN
+            self.better[page["dataset"]] += diff > MARGIN
 
     def summary(self) -> dict[str, dict]:
         out = {}
@@ -74,6 +108,15 @@ class Scores:
             out[name] = {"pages": n, "precision": round(sum(r[0] for r in rows) / n, 4),
                          "recall": round(sum(r[1] for r in rows) / n, 4), "f1": round(sum(r[2] for r in rows) / n, 4),
                          "under_half": sum(r[2] < 0.5 for r in rows)}
+            if self.worse is not None:
+                datasets = list(self.pages) if name == "all" else [name]
+                out[name] |= {"worse_than_trafilatura": sum(self.worse[d] for d in datasets),
+                              "better_than_trafilatura": sum(self.better[d] for d in datasets)}
+            titles = [t for d in (self.titles if name == "all" else [name]) for t in self.titles[d]]
+            if titles:
+                n = len(titles)
+                out[name]["headline"] = {"pages": n, "exact": round(sum(t[0] for t in titles) / n, 4),
+                                         "token_f1": round(sum(t[1] for t in titles) / n, 4)}
         if self.seconds:
             out["all"]["pages_per_second"] = round(n_all / self.seconds, 1) if (n_all := len(groups["all"])) else 0
         return out
@@ -86,7 +129,7 @@ def run(pages: Iterable[dict], extract: Callable[[dict], tuple[str, str]], desc:
         started = time.perf_counter()
         title, body = extract(page)
         scores.seconds += time.perf_counter() - started
-        scores.add(page["dataset"], score(as_scored(page, title, body), page["gold_body"]))
+        scores.add(page, score(as_scored(page, title, body), page["gold_body"]), title)
     return scores
 
 
@@ -145,6 +188,8 @@ def evaluate_pages(pages: list[dict], model_dir: Path = MODEL_DIR, shipped: bool
         "text/plain": run(pages, text_path, "text path", progress),
         "text/html": run(pages, html_path, "HTML path", progress),
     }
+    for name in ("text/plain", "text/html"):
+        runs[name].against(runs["trafilatura"], pages)
     report = {"held_out": not shipped, "paths": {name: s.summary() for name, s in runs.items()}}
     if entities:
         report["text/plain entities"] = entity_precision(outputs, pages, progress)
@@ -153,13 +198,23 @@ def evaluate_pages(pages: list[dict], model_dir: Path = MODEL_DIR, shipped: bool
 
 def print_report(report: dict) -> None:
     held = "each dataset scored by the model trained without it" if report["held_out"] else "the shipped model"
-    print(f"real pages, {held}\n")
-    print(f"{'path':14}{'dataset':17}{'pages':>6}{'precision':>10}{'recall':>8}{'F1':>8}{'F1<0.5':>8}{'pages/s':>9}")
+    print(f"real pages, {held}; worse/better: pages more than {MARGIN} F1 below/above trafilatura alone\n")
+    print(f"{'path':14}{'dataset':17}{'pages':>6}{'precision':>10}{'recall':>8}{'F1':>8}{'F1<0.5':>8}"
+          f"{'worse':>7}{'better':>7}{'pages/s':>9}")
     for path, summary in report["paths"].items():
         for dataset, row in summary.items():
-            speed = f" {row['pages_per_second']:>9,.1f}" if "pages_per_second" in row else ""
+            versus = (f"{row['worse_than_trafilatura']:>7}{row['better_than_trafilatura']:>7}"
+                      if "worse_than_trafilatura" in row else " " * 14)
+            speed = f"{row['pages_per_second']:>9,.1f}" if "pages_per_second" in row else ""
             print(f"{path if dataset == 'all' else '':14}{dataset:17}{row['pages']:>6}{row['precision']:>10.3f}"
-                  f"{row['recall']:>8.3f}{row['f1']:>8.3f}{row['under_half']:>8}{speed}")
+                  f"{row['recall']:>8.3f}{row['f1']:>8.3f}{row['under_half']:>8}{versus}{speed}")
+    print(f"\nheadline, no title sent\n{'path':14}{'dataset':17}{'pages':>6}{'exact':>8}{'token F1':>10}")
+    for path, summary in report["paths"].items():
+        for dataset, row in summary.items():
+            if "headline" in row and path != "floor":  # the floor sends no headline
+                h = row["headline"]
+                print(f"{path if dataset == 'all' else '':14}{dataset:17}{h['pages']:>6}{h['exact']:>8.3f}"
+                      f"{h['token_f1']:>10.3f}")
     if "text/plain entities" in report:
         e = report["text/plain entities"]
         print(f"\ntext path: {e['entity_precision']:.1%} of the {e['entities']:,} entities tagged in the output are "

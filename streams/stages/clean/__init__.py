@@ -4,8 +4,9 @@ Plain text (a whole page's visible text, a scraped article with widgets around i
 article) goes to the learnt detector (:mod:`.detector`), which keeps the blocks of the page's
 article and finds the headline when the producer sent no title; the rules (:mod:`.blocks`) then
 remove what is boilerplate by shape, repetition or position inside what was kept. An HTML page is
-rendered to its visible text and judged the same way, with trafilatura's main-text extraction as a
-second opinion (:mod:`.html`); its headline comes from the page.
+read by trafilatura (:mod:`.html`), whose main text is the article: the detector, reading the page's
+visible text, only trims it (a paragraph it is sure is page furniture) and stands in for it when
+trafilatura returns next to nothing; the rules then apply as on the text path.
 """
 
 from __future__ import annotations
@@ -21,13 +22,15 @@ from streams.stages.clean.blocks import (
     Block,
     Cleaned,
     clean_blocks,
+    cut_related,
     content_hash,
+    is_sentence,
     key,
     normalise,
     split_blocks,
     words,
 )
-from streams.stages.clean.detector import MODEL_PATH, ArticleModel, load_model
+from streams.stages.clean.detector import MODEL_PATH, ArticleModel, Detection, load_model, scores_of
 
 __all__ = ["Cleaned", "clean_article", "clean_message", "clean_text", "content_hash", "normalise", "words"]
 
@@ -37,21 +40,52 @@ def clean_text(body: str, title: str | None = None, content_type: str = "text/pl
     """The article title and paragraphs inside ``body``, and counts of what was removed.
 
     ``model`` overrides the shipped detector."""
+    model = model or load_model(MODEL_PATH)
     title = normalise(title or "")
-    extract = None
-    if content_type == "text/html":
-        from streams.stages.clean.html import read_html  # trafilatura and lxml load with the first page
+    if content_type != "text/html":
+        blocks = split_blocks(normalise(body))
+        return from_page(blocks, model.detect(blocks, want_headline=not title), title)
+    from streams.stages.clean.html import paragraphs, read_html  # trafilatura and lxml load with the first page
 
-        body, extract, page_title = read_html(body)
-        title = title or normalise(page_title)
-    blocks = split_blocks(normalise(body))
-    detection = (model or load_model(MODEL_PATH)).detect(blocks, want_headline=not title, extract=extract)
+    text, main, hints = read_html(body)
+    blocks = split_blocks(normalise(text))
+    detection = model.detect(blocks, want_headline=not title, hints=hints)
+    if not title and detection.headline is not None:
+        title = blocks[detection.headline].text
+    title = title or normalise(next(iter(hints), ""))
+    extracted = split_blocks(normalise(paragraphs(main)))
+    scores = scores_of(extracted, blocks, detection.p)
+    extracted = [b for b, q in zip(extracted, scores, strict=True) if q is None or q >= model.TRIM]
+    if sum(b.n for b in extracted) < RESCUE_WORDS:
+        return from_page(blocks, detection, title)
+    return from_extract(extracted, detection, title)
+
+
+#: HTML: under this many words of trafilatura's text (none, a caption, a teaser), the page's
+#: visible text is read by the detector instead
+RESCUE_WORDS = 50
+
+
+def from_extract(blocks: list[Block], detection: Detection, title: str) -> Cleaned:
+    """The article from trafilatura's paragraphs, the detector's doubtful ones already gone: the
+    rules remove the rest of the page that came with it (the headline again, bylines, related
+    headlines, teasers)."""
+    clean_blocks(blocks, title)
+    return _cleaned(blocks, title, no_article=not detection.article)
+
+
+def from_page(blocks: list[Block], detection: Detection, title: str) -> Cleaned:
+    """The article from a page's whole text: the detector's blocks, then the rules."""
     keep = detection.keep.copy()
     headline_at = detection.headline if detection.headline is not None else find(blocks, title)
     if headline_at is not None and len(blocks) >= ArticleModel.PAGE_BLOCKS:
         keep_lead(blocks, keep, headline_at)
     kept_at = np.flatnonzero(keep)
+    if len(kept_at):  # the page's tail as the rules see it, including the lines the detector kept
+        cut_related(blocks[kept_at[0]:])
     for i, (block, kept) in enumerate(zip(blocks, keep, strict=True)):
+        if block.kind:
+            continue
         if not kept:  # named by its shape, else by where it stood: above, inside or below the article
             block.kind = block.shape if block.shape and block.shape != "tail" else (
                 "header" if not len(kept_at) or i < kept_at[0] else "footer" if i > kept_at[-1] else "inline")
@@ -64,10 +98,13 @@ def clean_text(body: str, title: str | None = None, content_type: str = "text/pl
         first = next((b for b in blocks if b.kind is None), None)
         if first is not None and first.n <= 20 and not first.text.endswith("."):
             title, first.kind = first.text, "title"
+    return _cleaned(blocks, title, no_article=not detection.article and not leads_into_prose(blocks, title))
+
+
+def _cleaned(blocks: list[Block], title: str, no_article: bool) -> Cleaned:
     removed = Counter(b.kind for b in blocks if b.kind and b.kind != "title")
     kept = [b for b in blocks if b.kind is None]
-    return Cleaned(title, [b.text for b in kept], removed, [w for b in kept for w in b.words],
-                   no_article=not detection.article and not leads_into_prose(blocks, title))
+    return Cleaned(title, [b.text for b in kept], removed, [w for b in kept for w in b.words], no_article=no_article)
 
 
 def find(blocks: list[Block], title: str) -> int | None:
@@ -100,12 +137,6 @@ def cut_tail(blocks: list[Block], p: np.ndarray) -> None:
                     rest.kind = "related"
             return
         seen_prose = seen_prose or (block.kind is None and is_sentence(block))
-
-
-def is_sentence(block: Block) -> bool:
-    """Eight words or more ending like a sentence (looser than Block.prose, which also wants the
-    function words of running text: a lead full of names and figures is a sentence too)."""
-    return block.n >= 8 and block.text[-1:] in ".!?\"'”’"
 
 
 def leads_into_prose(blocks: list[Block], title: str) -> bool:

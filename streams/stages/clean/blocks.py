@@ -47,6 +47,11 @@ _TAIL = (
     r"|comments?|leave a (?:comment|reply)|join the (?:conversation|discussion)"
 )
 TAIL_MARKER = re.compile(rf"^(?:{_TAIL})\s*[:.!]?$", re.I)
+COMMENTS_MARKER = re.compile(r"^(?:comments?|leave a (?:comment|reply)|join the (?:conversation|discussion))\b", re.I)
+LIST_ITEM = re.compile(r"^[-•*·▪►–]\s+")
+# a sentence boundary inside a block: a paragraph, not a one-line summary
+INNER_SENTENCE = re.compile(r"[.!?][\"'”’)]?\s+[A-Z]")
+HEADLINE_END = frozenset(".!:;,\"'”’)")
 
 #: Block shapes that are page furniture wherever they stand, matched at the start of a block:
 #: (kind, pattern, case-insensitive).
@@ -206,6 +211,12 @@ def shape_of(block: Block) -> str | None:
     return None
 
 
+def is_sentence(block: Block) -> bool:
+    """Eight words or more ending like a sentence (looser than Block.prose, which also wants the
+    function words of running text: a lead full of names and figures is a sentence too)."""
+    return block.n >= 8 and block.text[-1:] in ".!?\"'”’"
+
+
 def is_widget(block: Block) -> bool:
     """A price ticker, logo alt text or chart label: a handful of tokens, no sentence."""
     return block.n <= 6 and not block.text.endswith(".") and len(block.text) <= 60
@@ -221,17 +232,11 @@ def clean_blocks(blocks: list[Block], title: str) -> None:
     title_key = key(title)
     all_keys = [b.key for b in blocks]
 
-    # 1. shapes, and the tail section a marker heading starts
-    seen_prose = False
-    for i, block in enumerate(blocks):
-        kind = block.shape
-        if kind == "tail" and seen_prose:
-            for rest in blocks[i:]:
-                rest.kind = rest.kind or "related"
-            break
-        if kind and kind != "tail":
-            block.kind = kind
-        seen_prose = seen_prose or (block.kind is None and block.prose)
+    # 1. shapes, then the page's tail: comments, related headlines
+    for block in blocks:
+        if block.shape and block.shape != "tail":
+            block.kind = block.shape
+    cut_related(blocks)
 
     # 2. repetition: the title again, teasers of the text, paragraphs seen before
     seen: set[str] = set()
@@ -242,7 +247,7 @@ def clean_blocks(blocks: list[Block], title: str) -> None:
         k = all_keys[i]
         if title_key and k == title_key:
             block.kind = "title"
-        elif _is_teaser(block, i, all_keys, in_body):
+        elif _is_teaser(block, i, blocks, all_keys, in_body):
             block.kind = "teaser"
         elif k in seen and block.prose:
             block.kind = "repeat"
@@ -272,18 +277,105 @@ def clean_blocks(blocks: list[Block], title: str) -> None:
                 run = []
 
 
-def _is_teaser(block: Block, i: int, all_keys: list[str], in_body: bool) -> bool:
+def headline_like(block: Block) -> bool:
+    """A line shaped like another story's headline: 3 to 18 words, capitalised, few of them numbers,
+    no closing punctuation (a list marker in front allowed)."""
+    text = LIST_ITEM.sub("", block.text)
+    return (3 <= block.n <= 18 and text[:1].isupper() and text[-1:] not in HEADLINE_END
+            and sum(w.isdigit() for w in block.words) * 5 <= block.n)  # not a score or a table row
+
+
+def _filler(block: Block) -> bool:
+    """What sits between and after related headlines: a date, a source, a time, a section name, and
+    page furniture known by its shape (a copyright line, share buttons)."""
+    return (block.n <= 4 and not block.text.endswith(".")) or block.shape not in (None, "tail")
+
+
+def _heading(block: Block) -> bool:
+    """A "Related"-style marker, or a short line that introduces a list without introducing it as part
+    of a sentence (that would end with a colon)."""
+    return block.shape == "tail" or (1 <= block.n <= 5 and block.text[-1:] not in HEADLINE_END and
+                                     block.text[-1:] not in "?")
+
+
+def _headline_run(run: list[Block], summaries: bool = True) -> tuple[int, bool]:
+    """How many headline-like lines the run has, and whether it is nothing else: headlines, fillers,
+    and (with ``summaries``) a one-sentence summary right after a headline; a paragraph of the
+    article stops it."""
+    heads = 0
+    for i, block in enumerate(run):
+        if headline_like(block):
+            heads += 1
+        elif not (_filler(block) or (summaries and i and headline_like(run[i - 1]) and block.n <= 40
+                                     and not INNER_SENTENCE.search(block.text))):
+            return heads, False
+    return heads, True
+
+
+#: a run of related headlines after the article needs this many lines under a heading, and
+#: UNHEADED_RUN lines that share few words with the article when nothing introduces it
+HEADED_RUN = 3
+UNHEADED_RUN = 5
+
+
+def cut_related(blocks: list[Block]) -> None:
+    """Mark the page's tail after the article (in place): a comments heading and all that follows;
+    a "Related"/"More from" heading and the headlines under it, up to the next paragraph of the
+    article; and a run of headline-like lines that reaches the end of the page - other stories'
+    headlines, perhaps with a one-line summary each - under a short heading, or, with no heading, when
+    the lines share few words with the article. An article's own list (introduced by a sentence
+    ending in a colon, or about the article's subject) stays, whatever the detector scored."""
+    kept = [b for b in blocks if b.kind is None]
+    article: set[str] = set()  # the article's longer words so far; empty until its first sentence
+    for k, block in enumerate(kept):
+        if article and block.shape == "tail":
+            if COMMENTS_MARKER.match(block.text):
+                for rest in kept[k:]:
+                    rest.kind = "comments"
+                return
+            # to the page's end, other stories' summaries go too; inside the article a sentence
+            # after the box is the article going on
+            summaries = _headline_run(kept[k + 1:])[1]
+            end = k + 1
+            while end < len(kept) and _headline_run(kept[k + 1:end + 1], summaries)[1]:
+                end += 1
+            for b in kept[k:end]:
+                b.kind = "related"
+            continue
+        if article and headline_like(block):
+            rest = kept[k:]
+            heads, only = _headline_run(rest)
+            if only and heads >= HEADED_RUN:
+                above = kept[k - 1]
+                headed = _heading(above)
+                if not headed and heads >= UNHEADED_RUN and not above.text.endswith(":"):
+                    mine = [b for b in rest if headline_like(b)]
+                    headed = sum(len(article.intersection(b.words)) / b.n for b in mine) / len(mine) < 0.3
+                if headed:
+                    for b in rest:
+                        b.kind = "related"
+                    if _heading(above):
+                        above.kind = "related"
+                    return
+        if block.kind is None and block.prose:
+            article.update(w for w in block.words if len(w) > 3)
+
+
+def _is_teaser(block: Block, i: int, blocks: list[Block], all_keys: list[str], in_body: bool) -> bool:
     """A lead-in repeated from the article: cut with an ellipsis, or a copy of a later paragraph.
 
-    Either every piece of it (split at ellipses) appears again in another block, or, above the
-    article body, it starts like a later paragraph and is no more than two copies of it long.
+    Either the text before its ellipsis appears in another block (and what follows the ellipsis,
+    the next line run into it, is short or appears too), or, above the article body, it starts
+    like a later paragraph and is no more than two copies of it long.
     """
     if ELLIPSIS.search(block.text):
         pieces = [p for p in (key(p) for p in ELLIPSIS.split(block.text)) if p.count(" ") >= 3]
-        others = " \n ".join(all_keys[i + 1:])
-        if pieces and all(p in others for p in pieces):
+        others = " \n ".join(all_keys[:i] + all_keys[i + 1:])
+        # the lead cut off, perhaps run into the next line (a headline, "Read more"): once is enough
+        if pieces and pieces[0] in others and all(p in others or p.count(" ") < 20 for p in pieces[1:]):
             return True
     if in_body or block.n < 8:
         return False
     head = " ".join(block.words[:8])
-    return any(k.startswith(head) and len(k) * 2.2 >= len(all_keys[i]) for k in all_keys[i + 1:])
+    return any(k.startswith(head) and len(k) * 2.2 >= len(all_keys[i]) and not ELLIPSIS.search(later.text)
+               for k, later in zip(all_keys[i + 1:], blocks[i + 1:], strict=True))  # not a cut copy of itself

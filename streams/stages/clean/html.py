@@ -1,16 +1,15 @@
 """The HTML path: a page's visible text, trafilatura's main text, and the headline, from one parse.
 
-The page's visible text is rendered by html-text (as a scraper that keeps everything would, and as
-the real-page corpus the detector learnt from was rendered), cut into blocks and judged by the same
-detector as the text path, which here is the second opinion on trafilatura's main text: trafilatura
-knows the markup (link density, tags, class names), the detector knows what an article reads like;
-a block stays when trafilatura kept it and the detector does not rule it out, or when the detector
-is sure of it. A model
-that learnt from both (trafilatura's verdict per block as features) was tried and dropped: held
-out it trusted trafilatura where trafilatura was wrong (dragnet's blogs: F1 0.59).
+trafilatura's main text is the article; the page's visible text, rendered by html-text (as a
+scraper that keeps everything would, and as the real-page corpus the detector learnt from was
+rendered), is what the detector reads to trim trafilatura's text and to stand in for it when it
+is missing or tiny (:func:`streams.stages.clean.clean_text`).
 """
 
 from __future__ import annotations
+
+import itertools
+import re
 
 import html_text
 import lxml.html
@@ -23,16 +22,19 @@ def parse(html: str) -> lxml.html.HtmlElement:
     return html_text.parse_html(html)
 
 
+def titles(tree: lxml.html.HtmlElement) -> list[str]:
+    """The page's own titles, likeliest first: its ``<h1>`` headings, ``og:title``/``twitter:title``,
+    ``<title>`` (a string of a whole misparsed page is no title)."""
+    found = [h1.text_content() for h1 in itertools.islice(tree.iter("h1"), 3)]
+    found += [meta.get("content") or "" for meta in tree.iter("meta")
+              if "title" in (meta.get("property") or meta.get("name") or "").split(":")[-1:]]
+    found.append(tree.findtext(".//title") or "")
+    return [text for text in (" ".join(t.split()) for t in found) if text and len(text) <= 300]
+
+
 def headline(tree: lxml.html.HtmlElement) -> str:
-    """The page's own headline: its first ``<h1>``, else ``og:title``, else ``<title>``."""
-    for h1 in tree.iter("h1"):
-        text = h1.text_content().strip()
-        if text:
-            return text
-    for meta in tree.iter("meta"):
-        if meta.get("property") == "og:title" and (meta.get("content") or "").strip():
-            return meta.get("content").strip()
-    return (tree.findtext(".//title") or "").strip()
+    """The page's first title: what a user of trafilatura alone would take as the headline."""
+    return next(iter(titles(tree)), "")
 
 
 def main_text(tree: lxml.html.HtmlElement) -> str:
@@ -42,8 +44,24 @@ def main_text(tree: lxml.html.HtmlElement) -> str:
     return trafilatura.extract(tree, favor_precision=True, include_comments=False, include_tables=True) or ""
 
 
-def read_html(html: str) -> tuple[str, str, str]:
-    """The page's whole visible text, trafilatura's main text of it, and its headline."""
+CELL = re.compile(r"(?<!\\)\|")
+
+
+def paragraphs(main: str) -> str:
+    """trafilatura's text one paragraph per block: a table row (``| a | b |``, as it writes tables)
+    becomes its cells, so that a byline, a date or a copyright line in a layout table is judged as
+    one; a pipe escaped inside a cell stays a pipe."""
+    out = []
+    for line in main.split("\n"):
+        if line.lstrip().startswith("|") or line.rstrip().endswith("|"):
+            out += [cell.strip().replace("\\|", "|") for cell in CELL.split(line) if cell.strip()]
+        elif line.strip():
+            out.append(line.strip())
+    return "\n\n".join(out)
+
+
+def read_html(html: str) -> tuple[str, str, list[str]]:
+    """The page's whole visible text, trafilatura's main text of it, and its titles."""
     tree = parse(html)
     text = html_text.extract_text(tree, guess_layout=True)  # works on a cleaned copy of the tree
-    return text, main_text(tree), headline(tree)
+    return text, main_text(tree), titles(tree)
