@@ -22,8 +22,8 @@ from streams.stages.clean.blocks import (
     Block,
     Cleaned,
     clean_blocks,
-    cut_related,
     content_hash,
+    cut_related,
     is_sentence,
     key,
     normalise,
@@ -45,17 +45,15 @@ def clean_text(body: str, title: str | None = None, content_type: str = "text/pl
     if content_type != "text/html":
         blocks = split_blocks(normalise(body))
         return from_page(blocks, model.detect(blocks, want_headline=not title), title)
-    from streams.stages.clean.html import paragraphs, read_html  # trafilatura and lxml load with the first page
+    from streams.stages.clean.html import read_html  # trafilatura and lxml load with the first page
 
-    text, main, hints = read_html(body)
-    blocks = split_blocks(normalise(text))
-    detection = model.detect(blocks, want_headline=not title, hints=hints)
+    page = read_html(body)
+    blocks = split_blocks(normalise(page.text))
+    detection = model.detect(blocks, want_headline=not title, hints=page.titles)
     if not title and detection.headline is not None:
         title = blocks[detection.headline].text
-    title = title or normalise(next(iter(hints), ""))
-    extracted = split_blocks(normalise(paragraphs(main)))
-    scores = scores_of(extracted, blocks, detection.p)
-    extracted = [b for b, q in zip(extracted, scores, strict=True) if q is None or q >= model.TRIM]
+    title = title or normalise(next(iter(page.titles), ""))
+    extracted = trafilatura_article(page.precise, page.full, blocks, detection.p, model.TRIM)
     if sum(b.n for b in extracted) < RESCUE_WORDS:
         return from_page(blocks, detection, title)
     return from_extract(extracted, detection, title)
@@ -64,8 +62,32 @@ def clean_text(body: str, title: str | None = None, content_type: str = "text/pl
 #: HTML: under this many words of trafilatura's text (none, a caption, a teaser), the page's
 #: visible text is read by the detector instead
 RESCUE_WORDS = 50
+#: HTML: trafilatura's default text replaces its precise one when it adds FULLER_SHARE of the
+#: precise text's words or more and the detector scores what it adds FULLER_P on average (by word)
+FULLER_SHARE = 0.1
+FULLER_P = 0.5
 
 
+def trafilatura_article(precise: str, full: str, blocks: list[Block], p: np.ndarray, trim: float) -> list[Block]:
+    """trafilatura's paragraphs of the article, less those the detector is sure are furniture.
+
+    Its precise text as a rule; its default text where that keeps more of the article (a paragraph
+    the precise one dropped), judged by the detector on what the default text adds. Held out this
+    halved the pages worse than trafilatura alone (88 -> 43 of 2,008) and added 0.003 F1."""
+    from streams.stages.clean.html import paragraphs
+
+    def scored(text: str) -> list[tuple[Block, float | None]]:
+        extracted = split_blocks(normalise(paragraphs(text)))
+        return list(zip(extracted, scores_of(extracted, blocks, p), strict=True))
+
+    chosen, fuller = scored(precise), scored(full)
+    have = {b.key for b, _ in chosen}
+    added = [(b, q or 0.0) for b, q in fuller if b.key not in have]
+    words_added = sum(b.n for b, _ in added)
+    if words_added and words_added >= FULLER_SHARE * sum(b.n for b, _ in chosen) and (
+            sum(b.n * q for b, q in added) >= FULLER_P * words_added):
+        chosen = fuller
+    return [b for b, q in chosen if q is None or q >= trim]
 def from_extract(blocks: list[Block], detection: Detection, title: str) -> Cleaned:
     """The article from trafilatura's paragraphs, the detector's doubtful ones already gone: the
     rules remove the rest of the page that came with it (the headline again, bylines, related

@@ -47,8 +47,11 @@ _TAIL = (
     r"|comments?|leave a (?:comment|reply)|join the (?:conversation|discussion)"
 )
 TAIL_MARKER = re.compile(rf"^(?:{_TAIL})\s*[:.!]?$", re.I)
-COMMENTS_MARKER = re.compile(r"^(?:comments?|leave a (?:comment|reply)|join the (?:conversation|discussion))\b", re.I)
-LIST_ITEM = re.compile(r"^[-•*·▪►–]\s+")
+#: a comments section's heading ("Comment" alone is as often a sub-heading or an opinion label)
+COMMENTS_MARKER = re.compile(r"^(?:\d+ )?(?:comments|leave a (?:comment|reply)|join the (?:conversation|discussion))\b",
+                             re.I)
+LIST_MARKS = "-•*·▪►–"
+LIST_ITEM = re.compile(rf"^[{LIST_MARKS}]\s+")
 # a sentence boundary inside a block: a paragraph, not a one-line summary
 INNER_SENTENCE = re.compile(r"[.!?][\"'”’)]?\s+[A-Z]")
 HEADLINE_END = frozenset(".!:;,\"'”’)")
@@ -62,12 +65,16 @@ _SHAPES: list[tuple[str, str, bool]] = [
     ("caption", r"[(\[]?\s*(?:photo|image|picture|pic|credit|caption|illustration|video|file photo|photograph)s?"
                 r"\s*(?:credit)?\s*[:)|\-–—].{0,150}$", True),
     ("caption", r"[(\[][^()\[\]]{0,80}(?:getty images|reuters|afp|ap photo|shutterstock|epa)[)\]]$", True),
+    ("caption", r"[^()\[\]/]{0,60}/\s*(?:getty images|afp|reuters|ap|epa|shutterstock|bloomberg|the [\w -]{1,30})"
+                r"(?: via getty images)?\)?$", True),  # a photo credit: "Jane Doe/Getty Images"
     ("advertisement", r"(?:advertisement|advertising|ad|sponsored(?: content)?|promoted"
                       r"|story continues below(?: advertisement)?|continue reading(?: below)?"
                       r"|scroll to continue(?: with content)?|article continues below)\s*[:.]?$", True),
     ("read_more", r"(?:read more|read also|also read|see also|related|more|watch|listen|recommended|don't miss)"
                   r"\s*[:>»|–—-]\s*\S.{0,200}$", True),
-    ("tags", r"(?:tags?|topics?|filed under|categories|category|keywords)\s*[:|]\s*.{0,300}$", True),
+    ("tags", r"(?:tags?|topics?|filed under|categories|category|keywords)\s*[:|]\s*.{0,600}$", True),
+    ("call_to_action", r"(?:sign up|subscribe|follow us|download (?:our|the)|register (?:now|today|here)|"
+                       r"join (?:us|our))\b.{0,150}$", True),
     ("copyright", r"(?:©|\(c\)|copyright\b).{0,200}$", True),
     ("disclaimer", r"(?:disclaimer|disclosure|legal notice|risk warning)\s*[:.-]", True),
 ]
@@ -75,6 +82,9 @@ SHAPES: list[tuple[str, re.Pattern[str]]] = [(kind, re.compile(pattern, re.I if 
                                               for kind, pattern, folded in _SHAPES]
 # all of them in one pass (used with .match), so a block that is none of them costs one call
 ANY_SHAPE = re.compile("|".join(f"(?i:{pattern})" if folded else f"(?:{pattern})" for _, pattern, folded in _SHAPES))
+
+#: a link to another story's page at the end of its teaser ("... Read more »")
+READ_MORE_END = re.compile(r"\b(?:read more|continue reading|full story)\s*(?:\.\.\.|…|»|>|→)?$", re.I)
 
 #: Phrases that mark a short block as furniture wherever they occur in it (searched, not matched).
 PHRASES: list[tuple[str, int, re.Pattern[str]]] = [
@@ -110,9 +120,10 @@ class Block:
     """One paragraph or line of a page, with what every later judgement reads of it."""
 
     text: str
-    words: list[str]
+    tokens: list[str]  # its \w+ tokens as written (the detector reads their case)
     first: bool = True  # first line of its paragraph (a blank line or the page start above it)
     kind: str | None = None  # why it was removed; None = kept
+    words: list[str] = field(init=False)  # the tokens lower-cased
     n: int = 0
     key: str = ""
     stops: int = 0
@@ -120,8 +131,9 @@ class Block:
     shape: str | None = None  # the boilerplate kind its shape says, whatever its position
 
     def __post_init__(self) -> None:
+        self.key = " ".join(self.tokens).lower()  # in C, not token by token (the same words)
+        self.words = self.key.split()
         self.n = len(self.words)
-        self.key = " ".join(self.words)
         self.stops = sum(map(STOP_WORDS.__contains__, self.words))
         # sentence-like: long enough, ends like a sentence, uses function words
         self.prose = self.n >= 8 and self.text[-1:] in SENTENCE_ENDS and self.stops >= 0.2 * self.n
@@ -155,6 +167,7 @@ def words(text: str) -> list[str]:
     return WORD.findall(text.lower())
 
 
+
 def key(text: str) -> str:
     """Comparison form of a text: its lower-cased words, single-spaced."""
     return " ".join(words(text))
@@ -180,7 +193,7 @@ def split_blocks(text: str) -> list[Block]:
                 merged[-1] = f"{prev} {line}"  # a hard-wrapped sentence continues
             else:
                 merged.append(line)
-        blocks.extend(Block(line, words(line), first=j == 0) for j, line in enumerate(merged))
+        blocks.extend(Block(line, WORD.findall(line), first=j == 0) for j, line in enumerate(merged))
     return blocks
 
 
@@ -193,6 +206,8 @@ def shape_of(block: Block) -> str | None:
         for kind, pattern in SHAPES:
             if pattern.match(text):
                 return kind
+    if block.n <= 60 and READ_MORE_END.search(text[-30:]):
+        return "read_more"
     if block.n <= 120 and not PHRASE_WORDS.isdisjoint(block.words):
         for kind, max_words, pattern in PHRASES:
             if block.n <= max_words and pattern.search(text):
@@ -280,9 +295,11 @@ def clean_blocks(blocks: list[Block], title: str) -> None:
 def headline_like(block: Block) -> bool:
     """A line shaped like another story's headline: 3 to 18 words, capitalised, few of them numbers,
     no closing punctuation (a list marker in front allowed)."""
-    text = LIST_ITEM.sub("", block.text)
-    return (3 <= block.n <= 18 and text[:1].isupper() and text[-1:] not in HEADLINE_END
-            and sum(w.isdigit() for w in block.words) * 5 <= block.n)  # not a score or a table row
+    if not 3 <= block.n <= 18:
+        return False
+    text = LIST_ITEM.sub("", block.text) if block.text[:1] in LIST_MARKS else block.text
+    return (text[:1].isupper() and text[-1:] not in HEADLINE_END
+            and sum(map(str.isdigit, block.words)) * 5 <= block.n)  # not a score or a table row
 
 
 def _filler(block: Block) -> bool:
@@ -298,18 +315,18 @@ def _heading(block: Block) -> bool:
                                      block.text[-1:] not in "?")
 
 
-def _headline_run(run: list[Block], summaries: bool = True) -> tuple[int, bool]:
-    """How many headline-like lines the run has, and whether it is nothing else: headlines, fillers,
-    and (with ``summaries``) a one-sentence summary right after a headline; a paragraph of the
-    article stops it."""
-    heads = 0
-    for i, block in enumerate(run):
-        if headline_like(block):
-            heads += 1
-        elif not (_filler(block) or (summaries and i and headline_like(run[i - 1]) and block.n <= 40
-                                     and not INNER_SENTENCE.search(block.text))):
-            return heads, False
-    return heads, True
+def _run_lines(run: list[Block], heads: list[bool], summaries: bool = True) -> list[bool]:
+    """Per line of ``run``, whether it may belong to a run of other stories' headlines: a headline
+    (``heads``), a filler, or (with ``summaries``) a one-sentence summary right after a headline."""
+    return [head or _filler(b) or (summaries and i > 0 and heads[i - 1] and b.n <= 40
+                                   and not INNER_SENTENCE.search(b.text))
+            for i, (b, head) in enumerate(zip(run, heads, strict=True))]
+
+
+#: An author's note at the end of an article: "Jane Doe is a reporter for ...", "About the author"
+BIO = re.compile(r"(?:about the author\b|[A-Z][\w.'’-]+(?: [A-Z][\w.'’-]+){0,3} (?:is|was|has been) (?:a|an|the)\b"
+                 r"[^.]{0,100}?\b(?:writer|editor|reporter|correspondent|columnist|author|contributor|journalist"
+                 r"|blogger|professor|analyst|producer|host|founder)s?\b)")
 
 
 #: a run of related headlines after the article needs this many lines under a heading, and
@@ -319,46 +336,51 @@ UNHEADED_RUN = 5
 
 
 def cut_related(blocks: list[Block]) -> None:
-    """Mark the page's tail after the article (in place): a comments heading and all that follows;
+    """Mark the page's tail after the article (in place): the author's note at the very end; a
+    comments heading and all that follows;
     a "Related"/"More from" heading and the headlines under it, up to the next paragraph of the
     article; and a run of headline-like lines that reaches the end of the page - other stories'
     headlines, perhaps with a one-line summary each - under a short heading, or, with no heading, when
     the lines share few words with the article. An article's own list (introduced by a sentence
     ending in a colon, or about the article's subject) stays, whatever the detector scored."""
     kept = [b for b in blocks if b.kind is None]
-    article: set[str] = set()  # the article's longer words so far; empty until its first sentence
+    while len(kept) > 1 and BIO.match(kept[-1].text) and kept[-1].n <= 120:  # the author's note at the end
+        kept.pop().kind = "bio"
+    like = [headline_like(b) for b in kept]
+    fits = _run_lines(kept, like)
+    to_end = [True] * (len(kept) + 1)  # kept[k:] is a run of headlines, fillers and summaries
+    heads = [0] * (len(kept) + 1)  # the headline-like lines in kept[k:]
+    for k in range(len(kept) - 1, -1, -1):
+        to_end[k] = fits[k] and to_end[k + 1]
+        heads[k] = heads[k + 1] + like[k]
+    seen_prose = False  # the article's first sentence is behind
     for k, block in enumerate(kept):
-        if article and block.shape == "tail":
+        if seen_prose and block.shape == "tail" and block.key != "comment":
             if COMMENTS_MARKER.match(block.text):
                 for rest in kept[k:]:
                     rest.kind = "comments"
                 return
             # to the page's end, other stories' summaries go too; inside the article a sentence
             # after the box is the article going on
-            summaries = _headline_run(kept[k + 1:])[1]
-            end = k + 1
-            while end < len(kept) and _headline_run(kept[k + 1:end + 1], summaries)[1]:
-                end += 1
-            for b in kept[k:end]:
+            box = _run_lines(kept[k + 1:], like[k + 1:], summaries=to_end[k + 1])
+            size = next((i for i, fit in enumerate(box) if not fit), len(box))
+            for b in kept[k:k + 1 + size]:
                 b.kind = "related"
             continue
-        if article and headline_like(block):
-            rest = kept[k:]
-            heads, only = _headline_run(rest)
-            if only and heads >= HEADED_RUN:
-                above = kept[k - 1]
-                headed = _heading(above)
-                if not headed and heads >= UNHEADED_RUN and not above.text.endswith(":"):
-                    mine = [b for b in rest if headline_like(b)]
-                    headed = sum(len(article.intersection(b.words)) / b.n for b in mine) / len(mine) < 0.3
-                if headed:
-                    for b in rest:
-                        b.kind = "related"
-                    if _heading(above):
-                        above.kind = "related"
-                    return
-        if block.kind is None and block.prose:
-            article.update(w for w in block.words if len(w) > 3)
+        if seen_prose and to_end[k] and heads[k] >= HEADED_RUN and like[k]:
+            above = kept[k - 1]
+            headed = _heading(above)
+            if not headed and heads[k] >= UNHEADED_RUN and not above.text.endswith(":"):
+                article = {w for b in kept[:k] if b.kind is None and b.prose for w in b.words if len(w) > 3}
+                mine = [b for b, head in zip(kept[k:], like[k:], strict=True) if head]
+                headed = sum(len(article.intersection(b.words)) / b.n for b in mine) / len(mine) < 0.3
+            if headed:
+                for b in kept[k:]:
+                    b.kind = "related"
+                if _heading(above):
+                    above.kind = "related"
+                return
+        seen_prose = seen_prose or (block.kind is None and block.prose)
 
 
 def _is_teaser(block: Block, i: int, blocks: list[Block], all_keys: list[str], in_body: bool) -> bool:
@@ -368,7 +390,7 @@ def _is_teaser(block: Block, i: int, blocks: list[Block], all_keys: list[str], i
     the next line run into it, is short or appears too), or, above the article body, it starts
     like a later paragraph and is no more than two copies of it long.
     """
-    if ELLIPSIS.search(block.text):
+    if ("…" in block.text or "..." in block.text) and ELLIPSIS.search(block.text):
         pieces = [p for p in (key(p) for p in ELLIPSIS.split(block.text)) if p.count(" ") >= 3]
         others = " \n ".join(all_keys[:i] + all_keys[i + 1:])
         # the lead cut off, perhaps run into the next line (a headline, "Read more"): once is enough

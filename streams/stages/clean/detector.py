@@ -107,7 +107,7 @@ def _base_row(b: Block, first_words: set[str]) -> tuple:
     """The block's own features, in :data:`BASE` order (page-level ones are filled in later)."""
     text, n, words = b.text, b.n, b.words
     chars = len(text)
-    tokens = WORD.findall(text)  # as written: case matters here
+    tokens = b.tokens  # as written: case matters here
     word_chars = sum(map(len, tokens))
     inv = 1.0 / n if n else 0.0
     ends = _ends_sentence(text)
@@ -125,11 +125,21 @@ def _base_row(b: Block, first_words: set[str]) -> tuple:
         math.log1p(text.count(". ") + text.count("? ") + text.count("! ") + ends), word_chars * inv,
         0, 0, 0, 0, 0, 0, b.first, 0,
         short and digits > 0 and DATED.search(text) is not None,
-        n <= 40 and ("." in text or "@" in text) and LINKISH.search(text) is not None,
+        n <= 40 and _linkish(text),
         "©" in text or "copyright" in words, overlap, is_widget(b), b.prose,
         short and not CUES.isdisjoint(words),
-        *(b.shape == kind for kind in SHAPE_KINDS),
+        *_SHAPE_COLUMNS[b.shape],
     )
+
+
+_SHAPE_COLUMNS = {kind: tuple(kind == k for k in SHAPE_KINDS) for kind in (None, *SHAPE_KINDS)}
+
+
+def _linkish(text: str) -> bool:
+    """A URL, a domain or an e-mail address in the text (the regex only where one may be)."""
+    lower = text.lower()
+    return (("." in text and ("http" in lower or "www." in lower or ".com" in lower)) or "@" in text) and (
+        LINKISH.search(text) is not None)
 
 
 _WINDOWED = [_B["log_words"], _B["stop_share"], _B["ends_sentence"]]
