@@ -64,14 +64,18 @@ def paragraphs(main: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Page:
+    tree: lxml.html.HtmlElement
     text: str  # the whole visible text
     precise: str  # trafilatura's main text, favouring precision
-    full: str  # trafilatura's main text with its defaults
     titles: list[str]
+
+    def full(self) -> str:
+        """trafilatura's main text with its defaults: a second extraction, so only on demand."""
+        return main_text(self.tree, precise=False)
 
 
 def read_html(html: str) -> Page:
-    """The page's whole visible text, trafilatura's two main texts of it, and its titles."""
+    """The page's whole visible text, trafilatura's precise main text of it, and its titles."""
     tree = parse(html)
     text = html_text.extract_text(tree, guess_layout=True)  # works on a cleaned copy of the tree
-    return Page(text, main_text(tree), main_text(tree, precise=False), titles(tree))
+    return Page(tree, text, main_text(tree), titles(tree))
