@@ -24,10 +24,11 @@ NOW = datetime(2026, 12, 2, tzinfo=UTC)
 
 #: Floors for the slice (every sixth page: 104 L3S-GN1, 220 dragnet, 11 CleanPortalEval), each
 #: dataset scored by the model trained without it; about two points under what the slice measured,
-#: so that they fail on a real regression (the measured figures are in the comments beside them).
-TEXT_FLOORS = {"l3s-gn1": 0.88, "dragnet": 0.86, "cleanportaleval": 0.95}
+#: so that they fail on a real regression. Measured: text 0.905 / 0.884 / 0.989, 16 pages under 0.5;
+#: HTML 0.929, 12 pages worse than trafilatura alone; exact headlines 0.853 (text), 0.857 (HTML).
+TEXT_FLOORS = {"l3s-gn1": 0.88, "dragnet": 0.86, "cleanportaleval": 0.96}
 HTML_FLOOR = 0.90
-HEADLINE_FLOOR = 0.80  # exact headlines, text path
+HEADLINE_FLOOR = 0.80
 @pytest.fixture(scope="module")
 def pages() -> list[dict]:
     require(CORPUS.exists(), f"the real-page corpus ({CORPUS})")
@@ -55,7 +56,7 @@ def test_html_path_held_out_floor_and_never_behind_trafilatura(slice_report: dic
     assert html["all"]["f1"] >= HTML_FLOOR, html["all"]
     for dataset in TEXT_FLOORS:
         assert html[dataset]["f1"] >= alone[dataset]["f1"], (dataset, html[dataset], alone[dataset])
-    assert html["all"]["worse_than_trafilatura"] <= 0.04 * html["all"]["pages"], html["all"]
+    assert html["all"]["worse_than_trafilatura"] <= 0.05 * html["all"]["pages"], html["all"]
 
 
 def test_the_headline_is_found_held_out(slice_report: dict) -> None:

@@ -8,10 +8,10 @@ judge each block on general signals rather than on any one site's sentences:
   the article again, a paragraph seen before;
 * **shape** - bylines, share rows, breadcrumbs, captions, tag lines, copyright lines, calls to
   action that address the reader, disclaimers, cookie notices, advertisement slugs;
-* **position** - a short heading such as "Related Articles" or "You May Also Like" after the
-  article starts a tail section that runs to the end; short non-prose blocks before the title, and
-  widget-like runs squeezed between the last paragraph and boilerplate, belong to the page, not
-  the article.
+* **position** - the page's tail after the article (:func:`cut_related`): a comments section, the
+  headlines under a "Related"/"More from" heading, a run of other stories' headlines that ends the
+  page, an author's note; short non-prose blocks before the title, and widget-like runs squeezed
+  between the last paragraph and boilerplate, belong to the page, not the article.
 
 Short real paragraphs inside the article (sub-headings, quotes, lists of fixtures or figures) stay
 because nothing but a positional or shape signal ever removes a block.
