@@ -30,6 +30,7 @@ import trafilatura
 from tqdm import tqdm
 
 from streams.stages.clean import clean_text
+from streams.stages.clean.blocks import words
 from streams.stages.clean.detector import MODEL_DIR, MODEL_PATH, ArticleModel
 from streams.stages.clean.html import headline, parse
 from streams.tools.train_clean import gold_parts
@@ -56,10 +57,6 @@ def score(pred: str, gold: str) -> tuple[float, float, float]:
     recall = shared / sum(g.values()) if g else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return precision, recall, f1
-
-
-def words(text: str) -> list[str]:
-    return TOKEN.findall((text or "").lower())
 
 
 def token_f1(found: str, gold: str) -> float:

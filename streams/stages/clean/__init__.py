@@ -29,9 +29,10 @@ from streams.stages.clean.blocks import (
     key,
     normalise,
     split_blocks,
+    trigrams,
     words,
 )
-from streams.stages.clean.detector import MODEL_PATH, ArticleModel, Detection, load_model, scores_of
+from streams.stages.clean.detector import MODEL_PATH, ArticleModel, Detection, load_model, page_scores, scores_of
 
 if TYPE_CHECKING:
     from streams.stages.clean.html import Page
@@ -85,9 +86,11 @@ def trafilatura_article(page: Page, blocks: list[Block], p: np.ndarray, model: A
     worse than trafilatura alone (88 -> 43 of 2,008) and added 0.003 F1."""
     from streams.stages.clean.html import paragraphs
 
+    best = page_scores(blocks, p)
+
     def scored(text: str) -> list[tuple[Block, float | None]]:
         extracted = split_blocks(normalise(paragraphs(text)))
-        return list(zip(extracted, scores_of(extracted, blocks, p), strict=True))
+        return list(zip(extracted, scores_of(extracted, best), strict=True))
 
     chosen = scored(page.precise)
     if _coverage(chosen, [b for b, q in zip(blocks, p, strict=True) if q >= model.KEEP]) < COVERED:
@@ -103,8 +106,8 @@ def trafilatura_article(page: Page, blocks: list[Block], p: np.ndarray, model: A
 
 def _coverage(extracted: list[tuple[Block, float | None]], article: list[Block]) -> float:
     """The share of the article's word trigrams the extraction holds."""
-    have = {t for b, _ in extracted for t in zip(b.words, b.words[1:], b.words[2:], strict=False)}
-    wanted = [t for b in article for t in zip(b.words, b.words[1:], b.words[2:], strict=False)]
+    have = {t for b, _ in extracted for t in trigrams(b.words)}
+    wanted = [t for b in article for t in trigrams(b.words)]
     return sum(t in have for t in wanted) / len(wanted) if wanted else 1.0
 
 

@@ -23,6 +23,7 @@ import hashlib
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from spacy.lang.en.stop_words import STOP_WORDS
@@ -166,6 +167,9 @@ def normalise(text: str) -> str:
 def words(text: str) -> list[str]:
     return WORD.findall(text.lower())
 
+
+def trigrams(words: list[str]) -> Iterator[tuple[str, str, str]]:
+    return zip(words, words[1:], words[2:], strict=False)
 
 
 def key(text: str) -> str:

@@ -110,6 +110,7 @@ def _sentence_initial(span: Span) -> bool:
 #: articles per ``nlp.pipe`` batch in the worker's tag agent (and in ``streams bench``'s floor)
 BATCH = 16
 
+
 class Tagger:
     """Tags clean articles in batches with one spaCy pipeline and one topic taxonomy."""
 
