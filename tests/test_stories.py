@@ -16,11 +16,13 @@ import pytest
 from streams.contract.events import CleanArticle
 from streams.settings import Settings
 from streams.stages.stories import Stories, StoryConfig, story_alert, story_id, story_update
+from streams.tools.runner import wait_for_group
 from tests.conftest import ROOT, SHARED, require
 
 T0 = datetime(2026, 3, 1, 9, tzinfo=UTC)
 DEV = SHARED / "corpus" / "stories" / "dev.jsonl"
 SCORER = SHARED / "tools" / "score_stories.py"
+LIVE_CHUNK, LIVE_PAUSE_S = 5, 0.5  # the broker test's live half: about ten articles a second
 
 RATES = ("The Federal Reserve raised interest rates by a quarter point on Wednesday, its third increase this "
          "year, and Jerome Powell said inflation remained too high. Treasury yields rose after the decision "
@@ -239,8 +241,12 @@ def test_on_the_broker_a_kill_mid_stream_gives_the_same_stories_and_each_breakin
     key = b"one-partition"  # one raw partition: one order into dedup, as in the replay
     worker = pipeline.start_worker(STREAMS_SPACY_MODEL="none")
     worker.wait_ready()
+    wait_for_group(pipeline.settings, pipeline.bootstrap, 1)  # the live half is not caught in start-up
     half = len(lines) // 2
-    pipeline.publish(lines[:half], keys=[key] * half)
+    for i in range(0, half, LIVE_CHUNK):  # a live feed's pace, not a backlog: the latency is the pipeline's
+        chunk = lines[i:min(i + LIVE_CHUNK, half)]
+        pipeline.publish(chunk, keys=[key] * len(chunk))
+        time.sleep(LIVE_PAUSE_S)
     reader = TopicReader(pipeline.settings, pipeline.bootstrap)
     deadline = time.monotonic() + 60
     while reader.accounted() < half and time.monotonic() < deadline:
@@ -248,8 +254,9 @@ def test_on_the_broker_a_kill_mid_stream_gives_the_same_stories_and_each_breakin
     live = [(e, at) for e, at in zip(reader.events["alerts"], reader.times["alerts"], strict=True)
             if e["kind"] == "breaking"]
     assert live, "no story broke in the live half"
-    for e, at in live:  # the alert's ingested_at is that of the article that made the story break
-        assert at - datetime.fromisoformat(e["ingested_at"]).timestamp() < 10, e["story_id"]
+    # the alert's ingested_at is that of the article that made the story break
+    waited = {e["story_id"]: round(at - datetime.fromisoformat(e["ingested_at"]).timestamp(), 2) for e, at in live}
+    assert max(waited.values()) < 10, f"seconds from the article to its breaking alert: {waited}"
     pipeline.publish(lines[half:], keys=[key] * (len(lines) - half))
     while reader.accounted() < half + (len(lines) - half) // 3 and time.monotonic() < deadline + 60:
         reader.poll()
