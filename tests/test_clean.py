@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from streams.stages.clean import clean_text, content_hash, normalise
+from streams.stages.clean import clean_text, content_hash, is_markup, normalise
 from streams.stages.clean.blocks import cut_related, split_blocks
 
 ARTICLE = [
@@ -114,6 +114,40 @@ def test_html_page_gives_title_and_paragraphs() -> None:
             f"<main><article><h1>{TITLE}</h1>{paras}</article>"
             "<aside><h2>Most read</h2><ul><li><a href='/x'>Other story one</a></li></ul></aside></main>"
             "<footer>&copy; 2026 Site</footer></body></html>")
+    result = clean_text(html, None, "text/html")
+    assert result.title == TITLE
+    assert_exact(result)
+
+
+def test_page_source_sent_as_plain_text_is_read_as_html() -> None:
+    """A scraper that saved the response sends markup as text/plain: the tags, scripts and styles must
+    not reach the article (nor the tagger); prose quoting a tag stays text."""
+    paras = "".join(f"<p class='story-body__paragraph' data-component='text-block'>{p}</p>" for p in ARTICLE)
+    menu = "".join(f"<li class='nav__item'><a class='nav__link' href='/{s.lower()}' data-track='nav'>{s}</a></li>"
+                   for s in ("Home", "World", "Business", "Markets", "Tech", "Sport"))
+    source = ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+              "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+              "<link rel='stylesheet' type='text/css' href='/static/css/main.min.css?v=20260101'>"
+              f"<title>{TITLE}</title><script type='text/javascript' src='/static/js/ads.js' async></script>"
+              f"</head><body class='article-page'><nav class='nav'><ul class='nav__list'>{menu}</ul></nav>"
+              f"<div class='story' id='main-content'><h1 class='story__headline'>{TITLE}</h1>{paras}</div>"
+              "<div id='footer' class='site-footer'><span class='copyright'>&copy; Site</span></div></body></html>")
+    assert is_markup(source)
+    result = clean_text(source, None, "text/plain")
+    assert result.title == TITLE
+    assert_exact(result)
+    quoting = body_of(*ARTICLE[:-1], "Readers asked what the <blink> tag did; it made text flash on and off.")
+    assert not is_markup(quoting)
+    assert "<blink>" in clean_text(quoting, TITLE).body
+
+
+def test_html_page_with_a_title_never_closed_still_gives_the_article() -> None:
+    """A damaged page whose ``<title>`` is never closed: parsed as it stands, the whole document is
+    the title's text, and the article would be lost."""
+    paras = "\n".join(f"<p>{p}</p>" for p in ARTICLE)
+    scripts = "\n".join(f"<script src='/js/widget{i}.js' type='text/javascript'></script>" for i in range(12))
+    html = (f"<html><head><title>{TITLE}\n{scripts}\n</head><body><nav><a href='/'>Home</a></nav>"
+            f"<article><h1>{TITLE}</h1>{paras}</article><footer>&copy; 2026 Site</footer></body></html>")
     result = clean_text(html, None, "text/html")
     assert result.title == TITLE
     assert_exact(result)

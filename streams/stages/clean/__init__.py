@@ -11,6 +11,7 @@ trafilatura returns next to nothing; the rules then apply as on the text path.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -47,7 +48,7 @@ def clean_text(body: str, title: str | None = None, content_type: str = "text/pl
     ``model`` overrides the shipped detector."""
     model = model or load_model(MODEL_PATH)
     title = normalise(title or "")
-    if content_type != "text/html":
+    if content_type != "text/html" and not is_markup(body):
         blocks = split_blocks(normalise(body))
         return from_page(blocks, model.detect(blocks, want_headline=not title), title)
     from streams.stages.clean.html import read_html  # trafilatura and lxml load with the first page
@@ -62,6 +63,21 @@ def clean_text(body: str, title: str | None = None, content_type: str = "text/pl
     if sum(b.n for b in extracted) < RESCUE_WORDS:
         return from_page(blocks, detection, title)
     return from_extract(extracted, detection, title)
+
+
+#: text that is markup: tags and comments cover at least this share of its characters. A page's source
+#: sent as text/plain (a scraper that saved the response, a misparsed page) is read as HTML; prose that
+#: quotes a tag or two stays far below it (at most 0.3 on the development pages, 0.65-0.79 on their
+#: eight page sources)
+MARKUP_SHARE = 0.5
+_TAG = re.compile(r"<(?:/?[A-Za-z][A-Za-z0-9]*\b[^<>]*|!--.*?--)>", re.S)
+
+
+def is_markup(text: str) -> bool:
+    """Whether ``text`` is a page's HTML source rather than text (see MARKUP_SHARE)."""
+    if "<" not in text:
+        return False
+    return sum(map(len, _TAG.findall(text))) >= MARKUP_SHARE * len(text)
 
 
 #: HTML: under this many words of trafilatura's text (none, a caption, a teaser), the page's

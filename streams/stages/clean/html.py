@@ -19,8 +19,18 @@ import trafilatura
 
 def parse(html: str) -> lxml.html.HtmlElement:
     """The page's tree. Parsed from UTF-8 bytes, so a stale ``<meta charset>`` or an XML encoding
-    declaration in an already decoded page does no harm."""
-    return html_text.parse_html(html)
+    declaration in an already decoded page does no harm. A ``<title>`` never closed (a truncated or
+    damaged page) would hold the whole document as its text: it is closed where its first line ends."""
+    tree = html_text.parse_html(html)
+    title = tree.find(".//title")
+    if title is not None and len(title.text or "") > MAX_TITLE and "<" in (title.text or ""):
+        tree = html_text.parse_html(_UNCLOSED_TITLE.sub(r"\1\2</title>", html, count=1))
+    return tree
+
+
+#: a longer ``<title>`` is a misparsed page, not a title
+MAX_TITLE = 300
+_UNCLOSED_TITLE = re.compile(r"(<title\b[^>]*>)([^<\n]*)", re.I)
 
 
 def titles(tree: lxml.html.HtmlElement) -> list[str]:
@@ -30,7 +40,7 @@ def titles(tree: lxml.html.HtmlElement) -> list[str]:
     found += [meta.get("content") or "" for meta in tree.iter("meta")
               if "title" in (meta.get("property") or meta.get("name") or "").split(":")[-1:]]
     found.append(tree.findtext(".//title") or "")
-    return [text for text in (" ".join(t.split()) for t in found) if text and len(text) <= 300]
+    return [text for text in (" ".join(t.split()) for t in found) if text and len(text) <= MAX_TITLE]
 
 
 def headline(tree: lxml.html.HtmlElement) -> str:
