@@ -97,6 +97,13 @@ def test_repeated_paragraph_goes_once() -> None:
     assert result.removed["repeat"] == 1
 
 
+def test_an_article_printed_twice_stays_once() -> None:
+    """Some pages hold the article twice (a print copy under the first): each copy of the lead looks
+    like a teaser of the other, but one copy of the article must stay."""
+    result = clean_text(body_of(*ARTICLE, "By Jane Doe", *ARTICLE), TITLE)
+    assert_exact(result)
+
+
 def test_price_widget_between_article_and_disclaimer_goes() -> None:
     widget = ["Market Opportunity", "Toncoin Logo", "Toncoin Price(TON)", "$3.12", "+2.10%", "USD"]
     disclaimer = ("Disclaimer: The articles reposted on this site are provided for informational purposes only. "

@@ -257,7 +257,7 @@ def clean_blocks(blocks: list[Block], title: str) -> None:
             block.kind = block.shape
     cut_related(blocks)
 
-    # 2. repetition: the title again, teasers of the text, paragraphs seen before
+    # 2. repetition: the title again, teasers of the text, paragraphs kept before
     seen: set[str] = set()
     in_body = False
     for i, block in enumerate(blocks):
@@ -270,7 +270,8 @@ def clean_blocks(blocks: list[Block], title: str) -> None:
             block.kind = "teaser"
         elif k in seen and block.prose:
             block.kind = "repeat"
-        seen.add(k)
+        if block.kind is None:  # a copy stays once: the first, unless it went as the second's teaser
+            seen.add(k)
         in_body = in_body or (block.kind is None and block.prose)
 
     # 3. position: page header before the title line, widget runs before trailing boilerplate
