@@ -251,6 +251,23 @@ def test_the_articles_own_lists_stay() -> None:
         assert_exact(clean_text(body_of(*paragraphs), TITLE), paragraphs)
 
 
+def test_a_comment_count_link_above_the_rest_of_the_article_cuts_nothing() -> None:
+    """"Comments" under the lead is a link to the thread when the article goes on below it (the
+    detector is sure of those paragraphs); after the article it heads the thread, which goes."""
+    thread = ["Great analysis, thanks for writing this.", "I disagree, the bank waited far too long to act."]
+
+    def cut(lines: list[str], sure: list[bool]) -> list[str]:
+        blocks = split_blocks(body_of(*lines))
+        cut_related(blocks, sure)
+        return [b.text for b in blocks if b.kind == "comments"]
+
+    lines = [ARTICLE[0], "Comments", *ARTICLE[1:]]
+    assert cut(lines, [True, False] + [True] * (len(ARTICLE) - 1)) == []
+    assert cut(lines, [False] * len(lines)) == lines[1:]  # nothing sure below: a thread, cut
+    tail = [*ARTICLE, "Comments", *thread]
+    assert cut(tail, [True] * len(ARTICLE) + [False] * 3) == ["Comments", *thread]
+
+
 def test_a_teaser_cut_off_and_run_into_the_next_line_goes_once() -> None:
     lead = ARTICLE[0]
     teaser = lead[:70].rsplit(" ", 1)[0] + " […] " + RELATED[0]

@@ -80,6 +80,11 @@ def is_markup(text: str) -> bool:
     return sum(map(len, _TAG.findall(text))) >= MARKUP_SHARE * len(text)
 
 
+#: text path: a comments heading cuts the rest of the page unless prose the detector scores SURE or
+#: more follows it (a comment-count link at the top of an article, the article going on below it)
+SURE = 0.95
+
+
 #: HTML: under this many words of trafilatura's text (none, a caption, a teaser), the page's
 #: visible text is read by the detector instead
 RESCUE_WORDS = 50
@@ -143,7 +148,8 @@ def from_page(blocks: list[Block], detection: Detection, title: str) -> Cleaned:
         keep_lead(blocks, keep, headline_at)
     kept_at = np.flatnonzero(keep)
     if len(kept_at):  # the page's tail as the rules see it, including the lines the detector kept
-        cut_related(blocks[kept_at[0]:])
+        tail = blocks[kept_at[0]:]
+        cut_related(tail, [b.prose and q >= SURE for b, q in zip(tail, detection.p[kept_at[0]:], strict=True)])
     for i, (block, kept) in enumerate(zip(blocks, keep, strict=True)):
         if block.kind:
             continue

@@ -23,7 +23,7 @@ import hashlib
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from spacy.lang.en.stop_words import STOP_WORDS
@@ -340,15 +340,17 @@ HEADED_RUN = 3
 UNHEADED_RUN = 5
 
 
-def cut_related(blocks: list[Block]) -> None:
+def cut_related(blocks: list[Block], sure: Sequence[bool] = ()) -> None:
     """Mark the page's tail after the article (in place): the author's note at the very end; a
-    comments heading and all that follows;
+    comments heading and all that follows, unless prose ``sure`` (per block: the detector is sure it
+    is the article) follows it - a comment-count link above the rest of the article;
     a "Related"/"More from" heading and the headlines under it, up to the next paragraph of the
     article; and a run of headline-like lines that reaches the end of the page - other stories'
     headlines, perhaps with a one-line summary each - under a short heading, or, with no heading, when
     the lines share few words with the article. An article's own list (introduced by a sentence
     ending in a colon, or about the article's subject) stays, whatever the detector scored."""
     kept = [b for b in blocks if b.kind is None]
+    sure_kept = [s for b, s in zip(blocks, sure, strict=True) if b.kind is None] if sure else []
     while len(kept) > 1 and BIO.match(kept[-1].text) and kept[-1].n <= 120:  # the author's note at the end
         kept.pop().kind = "bio"
     like = [headline_like(b) for b in kept]
@@ -361,7 +363,7 @@ def cut_related(blocks: list[Block]) -> None:
     seen_prose = False  # the article's first sentence is behind
     for k, block in enumerate(kept):
         if seen_prose and block.shape == "tail" and block.key != "comment":
-            if COMMENTS_MARKER.match(block.text):
+            if COMMENTS_MARKER.match(block.text) and not any(sure_kept[k + 1:]):
                 for rest in kept[k:]:
                     rest.kind = "comments"
                 return
