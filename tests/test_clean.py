@@ -45,6 +45,8 @@ def test_clean_article_is_untouched() -> None:
     ["The update puts your messages at the top of the screen, so you can answer friends and stay updated "
      "without leaving the page you are reading, the company said on Tuesday.",  # 31 words: no call to action
      "Older phones will get a lighter version of the app later in the year."],
+    ["Join us? No: the club said it had no room for new members this year, and that its list of those who "
+     "want to join is now two years long.", "The club was founded in 1921 and has never moved grounds."],
 ])
 def test_must_not_damage(paragraphs: list[str]) -> None:
     assert_exact(clean_text(body_of(*paragraphs), "Some title"), paragraphs)
@@ -269,6 +271,13 @@ def test_a_comment_count_link_above_the_rest_of_the_article_cuts_nothing() -> No
     assert cut(lines, [False] * len(lines)) == lines[1:]  # nothing sure below: a thread, cut
     tail = [*ARTICLE, "Comments", *thread]
     assert cut(tail, [True] * len(ARTICLE) + [False] * 3) == ["Comments", *thread]
+
+
+def test_a_bulleted_list_of_places_is_not_a_breadcrumb() -> None:
+    trail, places = "Home / News / Regions", ["- Leeds/Bradford/Wakefield, England", "- Cork/Limerick/Galway, Ireland"]
+    assert [b.shape for b in split_blocks(body_of(trail, *places))] == ["breadcrumb", None, None]
+    paragraphs = [ARTICLE[0], "The service reaches three more areas this week:", *places]
+    assert_exact(clean_text(body_of(*paragraphs), TITLE), paragraphs)
 
 
 def test_a_teaser_cut_off_and_run_into_the_next_line_goes_once() -> None:

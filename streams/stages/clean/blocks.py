@@ -107,9 +107,9 @@ CTA_WORDS = re.compile(
     r"download (?:our|the) app|join (?:us|our)|register (?:now|today|here)|free trial|premium members?|"
     r"unlock|don'?t miss out|stay (?:informed|updated|ahead|there))\b", re.I)
 READER = frozenset({"you", "your", "yours", "our", "us"})  # "you're" is two words: you, re
-#: a call to action addressed to the reader is short: a longer paragraph that tells the reader to
-#: "click here" or "stay updated" is the article's own (held out, 40 words cost 7 pages against
-#: trafilatura alone on the HTML path)
+#: a call to action is short: a longer paragraph that tells the reader to "click here", "stay
+#: updated" or "join us" is the article's own (held out, 40 words cost 7 pages against trafilatura
+#: alone on the HTML path)
 CTA_WORDS_MAX = 25
 SHARE_WORDS = {"share", "shares", "facebook", "twitter", "x", "linkedin", "email", "e", "mail", "whatsapp",
                "print", "copy", "link", "tweet", "pinterest", "reddit", "telegram", "on", "this", "article",
@@ -212,7 +212,7 @@ def shape_of(block: Block) -> str | None:
         return "tail"
     if ANY_SHAPE.match(text):
         for kind, pattern in SHAPES:
-            if pattern.match(text):
+            if pattern.match(text) and (kind != "call_to_action" or block.n <= CTA_WORDS_MAX):
                 return kind
     if block.n <= 60 and READ_MORE_END.search(text[-30:]):
         return "read_more"
@@ -225,7 +225,7 @@ def shape_of(block: Block) -> str | None:
     if (block.n and block.n <= 16 and SHARE_CUE & set(block.words)
             and sum(w in SHARE_WORDS for w in block.words) / block.n >= 0.6):
         return "share"
-    if block.n > 40 or not CRUMB_CHARS.search(text):
+    if block.n > 40 or not CRUMB_CHARS.search(text) or LIST_ITEM.match(text):  # a list's item, not a trail
         return None
     parts = [p for p in CRUMB_SEP.split(text) if p]
     if (len(parts) >= 3 and len(CRUMB_SEP.findall(text)) >= 2 and all(len(p.split()) <= 4 for p in parts)
