@@ -10,7 +10,8 @@ is compared with.
 * deadletter: precision and recall of "should be dead-lettered", and the share of correct reasons.
 * dedup: precision and recall of "is a duplicate", the share of detected duplicates whose
   ``duplicate_of`` carries the same gold story, and bytes of dedup state per article.
-* tag: entities and topics per article, and throughput of the default tag pipeline.
+* tag: entities and topics per article, and throughput of the default tag pipeline in the worker's
+  batches and one article at a time (the batches' gain, measured in the same run).
 * alert: the default rules on the pipeline's output against the same rules on each story's gold
   text: extra alerts (from boilerplate or missed duplicates), missed ones, and the most alerts one
   story got from one rule.
@@ -31,6 +32,7 @@ from streams.contract.events import CleanArticle, DeadLetter
 from streams.settings import get_settings
 from streams.stages.clean import clean_message, words
 from streams.stages.dedup import mark_unique, shingles
+from streams.stages.tag import BATCH as TAG_BATCH
 
 
 def _prf(pairs: list[tuple[float, float]]) -> dict[str, float]:
@@ -61,6 +63,8 @@ def _source(line: str) -> str:
 
 
 COPY_KINDS = ("exact", "look-alike", "excerpt", "fuller", "related")
+#: the tag stage is also timed one article at a time on this many articles (the batches' gain)
+TAG_ONE_SAMPLE = 400
 
 
 def copy_kinds(gold: list[dict]) -> dict[int, str]:
@@ -198,10 +202,18 @@ def evaluate(feed_path: Path, gold_path: Path, progress: bool = True, tag: bool 
         tagger.tag_many(unique[:50])  # warm the tokenizer cache, as a running worker's is
         started = time.perf_counter()
         tagged = []
-        chunk = 64
-        for i in tqdm(range(0, len(unique), chunk), desc="tag", unit="batch", disable=not progress, leave=False):
-            tagged.extend(tagger.tag_many(unique[i:i + chunk]))
+        for i in tqdm(range(0, len(unique), TAG_BATCH), desc="tag", unit="batch", disable=not progress, leave=False):
+            tagged.extend(tagger.tag_many(unique[i:i + TAG_BATCH]))  # the worker's batches
         tag_seconds = time.perf_counter() - started
+        sample = unique[:TAG_ONE_SAMPLE]  # the same articles in batches and one at a time: the batches' gain
+        started = time.perf_counter()
+        for i in range(0, len(sample), TAG_BATCH):
+            tagger.tag_many(sample[i:i + TAG_BATCH])
+        batch_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        for article in sample:
+            tagger.tag(article)
+        one_seconds = time.perf_counter() - started
         labels = Counter(e.label for t in tagged for e in t.entities)
         topics = Counter(tp.id for t in tagged for tp in t.topics)
         report["tag"] = {
@@ -212,6 +224,7 @@ def evaluate(feed_path: Path, gold_path: Path, progress: bool = True, tag: bool 
                                 / max(1, sum(len(t.entities) for t in tagged)), 4),
             "labels": dict(labels.most_common()),
             "topics": dict(topics.most_common()),
+            "batch_gain": round(one_seconds / batch_seconds, 3),
         }
         report["throughput"]["tag"] = round(len(tagged) / tag_seconds, 1)
         report["alert"] = evaluate_alerts(stages, tagged, articles, verdicts)
@@ -263,7 +276,7 @@ def print_report(report: dict) -> None:
     if "tag" in report:
         t = report["tag"]
         print(f"tag         {t['entities_per_article']} entities/article, {t['with_kb_id']:.0%} canonical; "
-              f"model: {t['model']}")
+              f"model: {t['model']}; batches of {TAG_BATCH} {t['batch_gain']:.2f}x one at a time")
         print(f"  topics: {', '.join(f'{k}={v}' for k, v in t['topics'].items())}")
     if "alert" in report:
         a = report["alert"]
