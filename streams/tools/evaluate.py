@@ -63,7 +63,8 @@ def _source(line: str) -> str:
 
 
 COPY_KINDS = ("exact", "look-alike", "excerpt", "fuller", "related")
-#: the tag stage is also timed one article at a time on this many articles (the batches' gain)
+#: the tag stage is also timed one article at a time on this many articles (the batches' gain; a
+#: multiple of the worker's batch, so that its first batches hold exactly the same articles)
 TAG_ONE_SAMPLE = 400
 
 
@@ -200,16 +201,14 @@ def evaluate(feed_path: Path, gold_path: Path, progress: bool = True, tag: bool 
     if tag:
         tagger = stages.tagger
         tagger.tag_many(unique[:50])  # warm the tokenizer cache, as a running worker's is
+        sample = unique[:TAG_ONE_SAMPLE]  # tagged in batches below, then one at a time: the batches' gain
         started = time.perf_counter()
         tagged = []
         for i in tqdm(range(0, len(unique), TAG_BATCH), desc="tag", unit="batch", disable=not progress, leave=False):
             tagged.extend(tagger.tag_many(unique[i:i + TAG_BATCH]))  # the worker's batches
+            if i < len(sample):  # the sample's batches are the first ones
+                batch_seconds = time.perf_counter() - started
         tag_seconds = time.perf_counter() - started
-        sample = unique[:TAG_ONE_SAMPLE]  # the same articles in batches and one at a time: the batches' gain
-        started = time.perf_counter()
-        for i in range(0, len(sample), TAG_BATCH):
-            tagger.tag_many(sample[i:i + TAG_BATCH])
-        batch_seconds = time.perf_counter() - started
         started = time.perf_counter()
         for article in sample:
             tagger.tag(article)

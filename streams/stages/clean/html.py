@@ -22,8 +22,8 @@ def parse(html: str) -> lxml.html.HtmlElement:
     declaration in an already decoded page does no harm. A ``<title>`` never closed (a truncated or
     damaged page) would hold the whole document as its text: it is closed where its first line ends."""
     tree = html_text.parse_html(html)
-    title = tree.find(".//title")
-    if title is not None and len(title.text or "") > MAX_TITLE and "<" in (title.text or ""):
+    title = tree.findtext(".//title") or ""
+    if len(title) > MAX_TITLE and "<" in title:
         tree = html_text.parse_html(_UNCLOSED_TITLE.sub(r"\1\2</title>", html, count=1))
     return tree
 
