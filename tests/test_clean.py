@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from streams.stages.clean import clean_text, content_hash, is_markup, normalise
-from streams.stages.clean.blocks import cut_related, split_blocks
+from streams.stages.clean.blocks import clean_blocks, cut_related, split_blocks
 
 ARTICLE = [
     "The central bank raised its key rate by half a point on Friday, the third increase this year, "
@@ -116,6 +116,18 @@ def test_price_widget_between_article_and_disclaimer_goes() -> None:
     result = clean_text(body_of(*ARTICLE, *widget, disclaimer), TITLE)
     assert_exact(result)
     assert sum(result.removed.values()) == len(widget) + 1
+
+
+def test_price_widget_where_the_kept_article_ends_goes() -> None:
+    """On a whole page the detector may keep a price box under the article and not the disclaimer
+    below it: the rules see the kept blocks only, so the box is judged where they end."""
+    blocks = split_blocks(body_of(*ARTICLE, "Market Opportunity", "Toncoin Price(TON)", "$3.12", "$3.12$3.12"))
+    clean_blocks(blocks, TITLE)
+    assert [b.kind for b in blocks[-4:]] == ["widget"] * 4
+    assert all(b.kind is None for b in blocks[:-4])
+    closing = split_blocks(body_of(*ARTICLE, "Brent crude rose 2% to $71.40 a barrel."))  # a sentence stays
+    clean_blocks(closing, TITLE)
+    assert all(b.kind is None for b in closing)
 
 
 def test_html_page_gives_title_and_paragraphs() -> None:

@@ -3,6 +3,7 @@ headline, pages with no article, the exported trees, and the training tool end t
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 from datetime import UTC, datetime
@@ -12,8 +13,19 @@ import numpy as np
 import pytest
 
 from streams.contract.events import CleanArticle, DeadLetter
-from streams.stages.clean import clean_message, clean_text
-from streams.stages.clean.detector import FEATURES, MODEL_DIR, ArticleModel, Trees
+from streams.stages.clean import clean_message, clean_text, is_markup
+from streams.stages.clean.blocks import normalise, split_blocks
+from streams.stages.clean.detector import (
+    FEATURES,
+    MODEL_DIR,
+    TITLED,
+    ArticleModel,
+    Titles,
+    Trees,
+    headline_candidates,
+    line_features,
+    title_candidates,
+)
 from streams.tools.eval_pages import evaluate_pages, score
 from streams.tools.train_clean import read_pages
 from tests.conftest import SHARED, require
@@ -29,6 +41,8 @@ NOW = datetime(2026, 12, 2, tzinfo=UTC)
 TEXT_FLOORS = {"l3s-gn1": 0.88, "dragnet": 0.86, "cleanportaleval": 0.96}
 HTML_FLOOR = 0.90
 HEADLINE_FLOOR = 0.80
+#: measured on the slice: HTML 0.893 exact with the title model, text 0.844 (0.860 and 0.857 before it)
+HTML_HEADLINE_FLOOR = 0.87
 @pytest.fixture(scope="module")
 def pages() -> list[dict]:
     require(CORPUS.exists(), f"the real-page corpus ({CORPUS})")
@@ -63,8 +77,10 @@ def test_the_headline_is_found_held_out(slice_report: dict) -> None:
     for path in ("text/plain", "text/html"):
         headline = slice_report["paths"][path]["all"]["headline"]
         assert headline["exact"] >= HEADLINE_FLOOR and headline["pages"] > 300, (path, headline)
-    assert (slice_report["paths"]["text/html"]["all"]["headline"]["exact"]
-            > slice_report["paths"]["trafilatura"]["all"]["headline"]["exact"] + 0.2)  # beyond <h1>/<title>
+    html, text = (slice_report["paths"][path]["all"]["headline"] for path in ("text/html", "text/plain"))
+    assert html["exact"] > slice_report["paths"]["trafilatura"]["all"]["headline"]["exact"] + 0.2  # beyond <h1>
+    # what the markup calls its title, weighed by the title model, is worth more than the text alone
+    assert html["exact"] >= HTML_HEADLINE_FLOOR and html["exact"] >= text["exact"] + 0.02, (html, text)
 
 
 def test_scores_agree_with_the_shared_scorer(pages: list[dict]) -> None:
@@ -139,12 +155,58 @@ def test_the_html_path_reads_the_page_when_trafilatura_finds_nothing(monkeypatch
     assert cleaned.title == HEADLINE and cleaned.paragraphs == STORY
 
 
+def test_the_page_titles_are_read_by_kind() -> None:
+    from streams.stages.clean.html import headline, parse, titles
+
+    tree = parse("<html><head><title>Example News: Ferry route approved</title>"
+                 "<meta property='og:title' content='Ferry route approved'>"
+                 "<meta name='twitter:title' content='Ferry route approved!'></head>"
+                 "<body><h1>Example  News</h1><p>Text.</p></body></html>")
+    found = titles(tree)
+    assert found == Titles(h1=("Example News",), meta=("Ferry route approved", "Ferry route approved!"),
+                           title=("Example News: Ferry route approved",))
+    assert headline(tree) == "Example News"  # what trafilatura alone would take: the first <h1>
+    assert not titles(parse("<html><body><p>No titles at all.</p></body></html>"))
+
+
+def test_a_part_of_the_title_anywhere_on_the_page_is_a_headline_candidate() -> None:
+    """The headline model looks at the lines above the article's start; a line that is a part of the
+    page's ``<title>`` ("Site | Headline") is weighed wherever it stands, with which titles hold it."""
+    lines = [*MENU, *STORY, "Related", HEADLINE, *FOOTER]
+    blocks = split_blocks(normalise("\n".join(lines)))
+    X = line_features(blocks)
+    n = np.array([b.n for b in blocks], float)
+    p = np.where(n >= 12, 0.9, 0.0)
+    candidates, H = headline_candidates(p, X, n, blocks)
+    at = next(i for i, b in enumerate(blocks) if b.text == HEADLINE)
+    assert at not in candidates
+    lines_, T = title_candidates(p, X, n, blocks, candidates, Titles(title=(f"Example News | {HEADLINE}",)))
+    assert lines_[:len(candidates)] == candidates and at in lines_
+    row = dict(zip(TITLED, T[lines_.index(at), H.shape[1]:], strict=True))
+    assert row["a_title_segment"] and row["last_title_segment"] and not row["first_title_segment"]
+    assert row["in_title"] and not row["is_title"] and not row["has_h1"]
+    assert T.shape == (len(lines_), H.shape[1] + len(TITLED))
+
+
+def test_the_html_headline_is_the_title_part_that_is_not_the_site() -> None:
+    """A blog-like page: the site's name is the ``<h1>`` and the first part of the ``<title>``; the
+    post's title is the other part and stands above the post."""
+    paras = "".join(f"<p>{p}</p>" for p in STORY)
+    page = (f"<html><head><title>Harbour Notes: {HEADLINE}</title></head><body>"
+            f"<div id='header'><h1>Harbour Notes</h1><p>A blog about ships and money</p></div>"
+            f"<nav>{'<br>'.join(MENU)}</nav><h2>Thursday, October 18, 2012</h2><h3>{HEADLINE}</h3>{paras}"
+            f"<p>Posted by Sam at 8:14 PM</p><footer>{'<br>'.join(FOOTER)}</footer></body></html>")
+    cleaned = clean_text(page, None, "text/html")
+    assert cleaned.title == HEADLINE
+    assert cleaned.paragraphs == STORY
+
+
 def test_the_shipped_models_load_and_refuse_other_features(tmp_path: Path) -> None:
     for name in ("model.npz", "without-l3s-gn1.npz", "without-dragnet.npz", "without-cleanportaleval.npz"):
         assert ArticleModel.load(MODEL_DIR / name).meta["pages"] > 600
     model = ArticleModel.load(MODEL_DIR / "model.npz")
-    assert model.meta["pages"] > 2000
-    stale = ArticleModel(model.first, model.second, model.headline, {**model.meta, "features": ["old", "features"]})
+    assert model.meta["pages"] > 1990  # every page but the eight whose text is their HTML source
+    stale = dataclasses.replace(model, meta={**model.meta, "features": ["old", "features"]})
     stale.save(tmp_path / "stale.npz")
     with pytest.raises(ValueError, match="train-clean"):
         ArticleModel.load(tmp_path / "stale.npz")
@@ -176,5 +238,6 @@ def test_training_writes_every_model_and_they_clean(pages: list[dict], tmp_path:
     assert sorted(p.name for p in written) == sorted(
         ["model.npz", "without-l3s-gn1.npz", "without-dragnet.npz", "without-cleanportaleval.npz"])
     model = ArticleModel.load(tmp_path / "models" / "model.npz")
-    assert model.meta["features"] == list(FEATURES) and model.meta["pages"] >= 60
+    sources = sum(is_markup(p["text"]) for p in few)  # read as HTML by the clean stage: not trained on
+    assert model.meta["features"] == list(FEATURES) and model.meta["pages"] == len(few) - sources
     assert clean_text(few[0]["text"], model=model).paragraphs  # a model trained on 60 pages still finds text

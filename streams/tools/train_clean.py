@@ -10,8 +10,10 @@ the one that matches the gold headline (L3S-GN1's annotated title; the first gol
 is a heading elsewhere).
 
 Models are CatBoost oblivious trees (depth 6), exported as arrays that
-:class:`streams.stages.clean.detector.Trees` evaluates with numpy. The second pass and the headline
-model learn from out-of-fold first-pass scores, as they will meet them on unseen pages. Besides the
+:class:`streams.stages.clean.detector.Trees` evaluates with numpy. The second pass learns from
+out-of-fold first-pass scores, and the headline models from out-of-fold second-pass scores, as they
+will meet them on unseen pages; the title model is the headline model with what the page's markup
+calls its title beside each line (``<h1>``, ``og:title``, ``<title>``), for the HTML path. Besides the
 model trained on every page, one model per dataset is trained *without* that dataset, so that
 ``streams eval-pages`` and the tests report figures on sites the model never saw.
 """
@@ -29,18 +31,22 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from streams.stages.clean import is_markup
 from streams.stages.clean.blocks import Block, normalise, split_blocks
 from streams.stages.clean.detector import (
     FEATURES,
     MODEL_DIR,
     MODEL_PATH,
     ArticleModel,
+    Titles,
     Trees,
     context_features,
     dateish,
     headline_candidates,
     line_features,
+    title_candidates,
 )
+from streams.stages.clean.html import parse, titles
 
 TOKEN = re.compile(r"\w+")
 HEADING_END = re.compile(r"[.!?][\"'”’)\]]*$")
@@ -95,6 +101,7 @@ class Page:
     y: np.ndarray  # bool per block: part of the article (headline included)
     weight: np.ndarray  # words per block
     headline: int  # block index of the headline, -1 when unknown
+    titles: Titles  # what the page's markup calls its title
 
 
 def label(blocks: list[Block], title: str, body: str) -> tuple[np.ndarray, int]:
@@ -139,15 +146,17 @@ def prepare(pages: Iterable[dict], progress: bool = True) -> list[Page]:
     Only real pages: cuts made from them (the article alone, the article with a little page around
     it, a lead inside page furniture) were tried as extra training pages and cost held-out F1 even at
     a quarter of a page's weight (0.9210 -> 0.9187, pages under 0.5: 5.3 % -> 6.1 %); clean and short
-    articles are left to the rules for texts of fewer than PAGE_BLOCKS blocks and to gap filling."""
+    articles are left to the rules for texts of fewer than PAGE_BLOCKS blocks and to gap filling. A
+    page whose text is its HTML source is left out: the clean stage reads such a text as HTML."""
     out = []
     for page in tqdm(list(pages), desc="features", unit="page", disable=not progress, leave=False):
         blocks = split_blocks(normalise(page["text"]))
-        if not blocks:
+        if not blocks or is_markup(page["text"]):
             continue
         y, headline = label(blocks, *gold_parts(page))
         out.append(Page(page["id"], page["dataset"], blocks, line_features(blocks), y,
-                        np.array([b.n for b in blocks], float), headline))
+                        np.array([b.n for b in blocks], float), headline,
+                        titles(parse(page["html"])) if page.get("html") else Titles()))
     return out
 
 
@@ -210,8 +219,8 @@ def _out_of_fold(pages: list[Page], fit, predict, folds: int) -> list[np.ndarray
 
 def train(pages: list[Page], iterations: int = ITERATIONS, folds: int = FOLDS, progress: bool = True,
           note: str = "") -> ArticleModel:
-    """The three models on these pages."""
-    steps = tqdm(total=2 * folds + 3, desc=f"train {note}".strip(), unit="fit", disable=not progress, leave=False)
+    """The four models on these pages."""
+    steps = tqdm(total=2 * folds + 4, desc=f"train {note}".strip(), unit="fit", disable=not progress, leave=False)
 
     def fit_first(ps: list[Page]) -> Trees:
         steps.update()
@@ -236,17 +245,23 @@ def train(pages: list[Page], iterations: int = ITERATIONS, folds: int = FOLDS, p
     p2 = _out_of_fold(pages, fit_second, second_p, folds)
     first = fit_first(pages)
     second = fit_second(pages)
-    H, h = [], []
+    H, h, T, t = [], [], [], []
     for page, q in zip(pages, p2, strict=True):
         candidates, rows = headline_candidates(q, page.X, page.weight, page.blocks)
         H.append(rows)
         h += [j == page.headline for j in candidates]
+        if candidates:  # a page without titles teaches the title model what the headline model knows
+            lines, rows = title_candidates(q, page.X, page.weight, page.blocks, candidates, page.titles)
+            T.append(rows)
+            t += [j == page.headline for j in lines]
     steps.update()
     headline = _fit(np.vstack(H), np.array(h), None, iterations)
+    steps.update()
+    titled = _fit(np.vstack(T), np.array(t), None, iterations)
     steps.close()
     meta = {"features": list(FEATURES), "pages": len(pages), "datasets": dict(Counter(p.dataset for p in pages)),
             "iterations": iterations, "depth": DEPTH, "folds": folds, "note": note}
-    return ArticleModel(first, second, headline, meta)
+    return ArticleModel(first, second, headline, titled, meta)
 
 
 def held_out_path(dataset: str, model_dir: Path = MODEL_DIR) -> Path:

@@ -55,10 +55,10 @@ def clean_text(body: str, title: str | None = None, content_type: str = "text/pl
 
     page = read_html(body)
     blocks = split_blocks(normalise(page.text))
-    detection = model.detect(blocks, want_headline=not title, hints=page.titles)
+    detection = model.detect(blocks, want_headline=not title, titles=page.titles)
     if not title and detection.headline is not None:
         title = blocks[detection.headline].text
-    title = title or normalise(next(iter(page.titles), ""))
+    title = title or normalise(next(iter(page.titles.all), ""))
     extracted = trafilatura_article(page, blocks, detection.p, model)
     if sum(b.n for b in extracted) < RESCUE_WORDS:
         return from_page(blocks, detection, title)

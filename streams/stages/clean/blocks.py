@@ -278,7 +278,8 @@ def clean_blocks(blocks: list[Block], title: str) -> None:
             seen.add(k)
         in_body = in_body or (block.kind is None and block.prose)
 
-    # 3. position: page header before the title line, widget runs before trailing boilerplate
+    # 3. position: page header before the title line, widget runs that end the article - before
+    # trailing boilerplate, or where what the detector kept ends (a price box under the article)
     title_at = next((i for i, b in enumerate(blocks) if b.kind == "title"), None)
     if title_at is not None and title_at <= 6:
         head = blocks[:title_at]
@@ -295,10 +296,16 @@ def clean_blocks(blocks: list[Block], title: str) -> None:
             elif block.kind is None:
                 run = []
             elif block.kind in {"disclaimer", "copyright", "call_to_action", "share"}:
-                if sum(map(looks_priced, run)) * 3 >= len(run):
-                    for b in run:
-                        b.kind = "widget"
+                _priced_run(run)
                 run = []
+        _priced_run(run)
+
+
+def _priced_run(run: list[Block]) -> None:
+    """A run of widget lines goes when a third of them carry a price, a percentage or a ticker."""
+    if run and sum(map(looks_priced, run)) * 3 >= len(run):
+        for b in run:
+            b.kind = "widget"
 
 
 def headline_like(block: Block) -> bool:

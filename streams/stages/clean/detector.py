@@ -8,7 +8,9 @@ the page, the boilerplate shapes the rules know (bylines, share rows, captions, 
 of comment threads (short dated lines, cue words). Two passes of gradient-boosted trees score each
 block: the first on those features, the second also on the first pass's scores around it (where the
 page's article region lies), which is what prefers one contiguous article over scattered prose-like
-teasers and comments. A third small model picks the headline line when the producer sent no title.
+teasers and comments. A third small model picks the headline line when the producer sent no title,
+and on an HTML page a fourth weighs what the page's markup calls its title (``<h1>``, ``og:title``,
+``<title>``, each cut at its separators: "Headline - Site") against that model's choice.
 
 The models are oblivious trees (CatBoost's: every level of a tree asks one question), stored as
 arrays in ``streams/data/article/model.npz`` and evaluated here with numpy alone: a few array
@@ -22,7 +24,7 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -289,21 +291,31 @@ def dateish(words: list[str]) -> bool:
 def headline_candidates(p: np.ndarray, X: np.ndarray, words: np.ndarray,
                         blocks: list[Block]) -> tuple[list[int], np.ndarray]:
     """Blocks that may be the headline - short lines up to just after the article starts - and their
-    :data:`HEADLINE` rows. What gives a headline away on a scraped page: the page's first line (its
-    ``<title>``) holds it, a breadcrumb or a related list repeats it, its words come back in the
-    lead, and a byline or a date sits right under it; a date line looks like one and is not."""
-    article = np.flatnonzero((p >= 0.5) & (words >= 12))
-    start = int(article[0]) if len(article) else len(p)
+    :data:`HEADLINE` rows."""
+    start = _article_start(p, words)
     candidates = [j for j in range(min(start + 3, len(p))) if 1 <= words[j] <= 30]
-    k = len(candidates)
-    if not k:
-        return candidates, np.zeros((0, X.shape[1] + len(HEADLINE)))
+    return candidates, headline_rows(p, X, blocks, candidates, start, len(candidates))
+
+
+def _article_start(p: np.ndarray, words: np.ndarray) -> int:
+    article = np.flatnonzero((p >= 0.5) & (words >= 12))
+    return int(article[0]) if len(article) else len(p)
+
+
+def headline_rows(p: np.ndarray, X: np.ndarray, blocks: list[Block], lines: list[int], start: int,
+                  k: int) -> np.ndarray:
+    """The :data:`HEADLINE` rows of these lines (the first ``k`` of them the candidates). What gives a
+    headline away on a scraped page: the page's first line (its ``<title>``) holds it, a breadcrumb or
+    a related list repeats it, its words come back in the lead, and a byline or a date sits right
+    under it; a date line looks like one and is not."""
+    if not lines:
+        return np.zeros((0, X.shape[1] + len(HEADLINE)))
     first = set(blocks[0].words)
     lead = set(blocks[start].words) if start < len(blocks) else set()
     copies = Counter(b.key for b in blocks)
     reach = [b.key for b in blocks[:TITLE_REACH]]
     rows = []
-    for r, j in enumerate(candidates):
+    for r, j in enumerate(lines):
         block = blocks[j]
         mine, below = set(block.words), blocks[j + 1:j + 4]
         rows.append(np.concatenate([X[j], [
@@ -314,7 +326,78 @@ def headline_candidates(p: np.ndarray, X: np.ndarray, words: np.ndarray,
             any(b.shape == "byline" for b in below),
             any(b.n <= 12 and DATED.search(b.text) is not None for b in below),
             dateish(block.words), copies[block.key]]]))
-    return candidates, np.array(rows)
+    return np.array(rows)
+
+
+@dataclass(frozen=True, slots=True)
+class Titles:
+    """What a page's markup calls its title: its ``<h1>`` headings, its ``og:title``-like meta tags
+    and its ``<title>``. Each is a hint, not the headline: on many sites the ``<h1>`` is the site's
+    name and the ``<title>`` runs the site or section into the headline."""
+
+    h1: tuple[str, ...] = ()
+    meta: tuple[str, ...] = ()
+    title: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.h1 or self.meta or self.title)
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        """Likeliest first: the ``<h1>``, the meta title, the ``<title>``."""
+        return self.h1 + self.meta + self.title
+
+
+#: where a title joins its parts: "Headline - Site", "Site | Section | Headline", "Site: Headline"
+TITLE_SEPARATOR = re.compile(r"\s+[-|–—»:·•]\s+|\s*[|»]\s*|_|:\s+")
+TITLE_GROUPS = ("h1", "meta", "title")
+TITLED: tuple[str, ...] = (
+    "in_a_title", "title_share", "is_a_title", "a_title_segment", "titles_segmented_so", "titles_holding",
+    "titles", "first_title_holding", "lines_holding",
+    *(f"{name}_{group}" for group in TITLE_GROUPS for name in ("is", "in", "segment_of", "share_of", "has")),
+    "first_title_segment", "last_title_segment", "title_segments", "title_segment_beside_a_heading",
+)  # after the line's HEADLINE row
+
+
+def _segments(text: str) -> list[str]:
+    return [k for k in (key(part) for part in TITLE_SEPARATOR.split(text)) if k]
+
+
+def title_candidates(p: np.ndarray, X: np.ndarray, words: np.ndarray, blocks: list[Block],
+                     candidates: list[int], titles: Titles) -> tuple[list[int], np.ndarray]:
+    """The headline candidates and any other line that is one of the page's titles or a part of one,
+    with their HEADLINE and :data:`TITLED` rows: which titles hold them, whole or as a part. A site
+    name is often the ``<h1>`` and a part of the ``<title>`` beside the headline; the headline is then
+    the ``og:title`` and the other part."""
+    hinted = [key(t) for t in titles.all]
+    split = [set(_segments(t)) for t in titles.all]
+    every = set().union(*split)
+    wanted = every | set(hinted)
+    have = set(candidates)
+    lines = [*candidates, *(j for j, b in enumerate(blocks)
+                            if j not in have and b.key in wanted and 1 <= len(b.key.split()) <= 30)]
+    groups = [([key(t) for t in group], [set(_segments(t)) for t in group])
+              for group in (titles.h1, titles.meta, titles.title)]
+    title_parts = [s for t in titles.title for s in _segments(t)]
+    headings = {key(t) for t in titles.h1 + titles.meta}
+    page = "\n".join(b.key for b in blocks)  # lines holding a line: its count in the page less its copies
+    copies = Counter(b.key for b in blocks)
+    rows = []
+    for j in lines:
+        k = blocks[j].key
+        holding = [i for i, t in enumerate(hinted) if k and k in t]
+        row = [float(bool(holding)), max((len(k) / len(t) for t in hinted if k and k in t), default=0.0),
+               float(k in hinted), float(k in every), sum(k in s for s in split), len(holding), len(hinted),
+               holding[0] if holding else -1, page.count(k) - copies[k] if k else 0]
+        for group_keys, group_split in groups:
+            row += [float(k in group_keys), float(any(k and k in t for t in group_keys)),
+                    float(any(k in s for s in group_split)),
+                    max((len(k) / len(t) for t in group_keys if k and k in t), default=0.0), float(bool(group_keys))]
+        row += [float(bool(title_parts) and title_parts[0] == k), float(bool(title_parts) and title_parts[-1] == k),
+                len(title_parts), float(k in title_parts and any(s != k and s in headings for s in title_parts))]
+        rows.append(row)
+    H = headline_rows(p, X, blocks, lines, _article_start(p, words), len(candidates))
+    return lines, np.hstack([H, np.array(rows, float).reshape(len(lines), len(TITLED))])
 
 
 class Trees:
@@ -376,23 +459,24 @@ class Detection:
     article: bool  # some block reads as an article's prose: False for a section front, an error page
 
 
+MODELS = ("first", "second", "headline", "titled")
+
+
 @dataclass(frozen=True, slots=True)
 class ArticleModel:
-    """The three models: first pass, second pass (with context), headline."""
+    """The four models: first pass, second pass (with context), headline, headline among the page's titles."""
 
     first: Trees
     second: Trees
     headline: Trees
+    titled: Trees
     meta: dict
 
     #: a block is kept at p >= KEEP, or at p >= RELATIVE * the best paragraph's p when none reaches KEEP
     KEEP = 0.5
     RELATIVE = 0.6
-    #: a headline candidate that reads as a sentence needs HEADLINE_SENTENCE; one the page's own
-    #: title holds gains HINT (held out, HTML path: token F1 0.887 against the text path's 0.879,
-    #: exact 0.856 against 0.858; the markup alone 0.476 / 0.618)
+    #: a headline candidate that reads as a sentence (a lead, a standfirst) needs HEADLINE_SENTENCE
     HEADLINE_SENTENCE = 0.3
-    HINT = 0.2
     #: a page has an article when a block of 8 words or more scores at least ARTICLE_MIN; a text of
     #: fewer than PAGE_BLOCKS blocks is never judged a page without one (a short article, a brief)
     ARTICLE_MIN = 0.2
@@ -400,9 +484,10 @@ class ArticleModel:
     #: HTML path: a paragraph of trafilatura's text goes when the detector scores it under TRIM
     TRIM = 0.01
 
-    def detect(self, blocks: list[Block], want_headline: bool = False, hints: Sequence[str] = ()) -> Detection:
-        """Which blocks are the article (and the headline). ``hints`` are the page's own titles, when
-        it has markup (``<h1>``, ``og:title``, ``<title>``): a line they hold is likelier the headline."""
+    def detect(self, blocks: list[Block], want_headline: bool = False, titles: Titles = Titles()) -> Detection:
+        """Which blocks are the article (and the headline). ``titles`` are what the page's markup calls
+        its title, when it has markup: the title model then picks the headline among the candidates
+        and the lines those titles hold."""
         X = line_features(blocks)
         words = np.array([b.n for b in blocks], float)
         p1 = self.first.proba(X)
@@ -414,8 +499,11 @@ class ArticleModel:
         headline = None
         if want_headline:
             candidates, H = headline_candidates(p, X, words, blocks)
-            if candidates:
-                headline = self._headline(blocks, candidates, self.headline.proba(H), hints)
+            if candidates and titles:
+                candidates, T = title_candidates(p, X, words, blocks, candidates, titles)
+                headline = self._headline(blocks, candidates, self.titled.proba(T))
+            elif candidates:
+                headline = self._headline(blocks, candidates, self.headline.proba(H))
         if len(blocks) < self.PAGE_BLOCKS:  # a brief or a clean short article: no page around it to cut
             keep[:] = True
         else:
@@ -424,28 +512,23 @@ class ArticleModel:
             b.n >= 8 and q >= self.ARTICLE_MIN for b, q in zip(blocks, p, strict=True))
         return Detection(keep, p, headline, article)
 
-    def _headline(self, blocks: list[Block], candidates: list[int], h: np.ndarray,
-                  hints: Sequence[str]) -> int | None:
-        """The best-scored candidate; one that reads as a sentence (a lead, a standfirst) only when the
-        model is fairly sure. Held out, any threshold on the rest cost more exact headlines (L3S-GN1:
-        0.83 at none, 0.64 at 0.3) than it saved clean articles from losing a short first line."""
-        hinted = [key(x) for x in hints]
-        score = h.copy()
-        for r, j in enumerate(candidates):
-            if is_sentence(blocks[j]) and h[r] < self.HEADLINE_SENTENCE:
-                score[r] = -1.0
-            elif blocks[j].key and any(blocks[j].key in k for k in hinted):
-                score[r] += self.HINT
+    def _headline(self, blocks: list[Block], candidates: list[int], h: np.ndarray) -> int | None:
+        """The best-scored candidate; one that reads as a sentence only when the model is fairly sure.
+        Held out, any threshold on the rest cost more exact headlines (L3S-GN1: 0.83 at none, 0.64 at
+        0.3) than it saved clean articles from losing a short first line."""
+        sentence = np.array([is_sentence(blocks[j]) for j in candidates])
+        score = np.where(sentence & (h < self.HEADLINE_SENTENCE), -1.0, h)
         best = int(np.argmax(score))
         return candidates[best] if score[best] >= 0 else None
 
     def save(self, path: Path) -> None:
         arrays = {}
-        for name in ("first", "second", "headline"):
+        for name in MODELS:
             trees: Trees = getattr(self, name)
             arrays |= {f"{name}.feature": trees.feature, f"{name}.border": trees.border,
                        f"{name}.leaves": trees.leaves, f"{name}.bias": np.array(trees.bias)}
-        meta = {"features": list(FEATURES), **self.meta, "context": list(CONTEXT), "headline": list(HEADLINE)}
+        meta = {"features": list(FEATURES), **self.meta, "context": list(CONTEXT), "headline": list(HEADLINE),
+                "titled": list(TITLED)}
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
         with open(path, "wb") as f:
             np.savez_compressed(f, **arrays)
@@ -454,12 +537,12 @@ class ArticleModel:
     def load(cls, path: Path) -> ArticleModel:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(bytes(z["meta"]).decode())
-            names = (list(FEATURES), list(CONTEXT), list(HEADLINE))
-            if (meta["features"], meta["context"], meta.get("headline")) != names:
+            names = (list(FEATURES), list(CONTEXT), list(HEADLINE), list(TITLED))
+            if (meta["features"], meta["context"], meta.get("headline"), meta.get("titled")) != names:
                 raise ValueError(f"{path} was trained on other features than this code computes: "
                                  "retrain it with `streams train-clean`")
             parts = {name: Trees(z[f"{name}.feature"].astype(np.intp), z[f"{name}.border"], z[f"{name}.leaves"],
-                                 float(z[f"{name}.bias"])) for name in ("first", "second", "headline")}
+                                 float(z[f"{name}.bias"])) for name in MODELS}
         return cls(**parts, meta=meta)
 
 

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import html_text
 import lxml.html
 import trafilatura
+
+from streams.stages.clean.detector import Titles
 
 
 def parse(html: str) -> lxml.html.HtmlElement:
@@ -33,19 +36,24 @@ MAX_TITLE = 300
 _UNCLOSED_TITLE = re.compile(r"(<title\b[^>]*>)([^<\n]*)", re.I)
 
 
-def titles(tree: lxml.html.HtmlElement) -> list[str]:
-    """The page's own titles, likeliest first: its ``<h1>`` headings, ``og:title``/``twitter:title``,
-    ``<title>`` (a string of a whole misparsed page is no title)."""
-    found = [h1.text_content() for h1 in itertools.islice(tree.iter("h1"), 3)]
-    found += [meta.get("content") or "" for meta in tree.iter("meta")
-              if "title" in (meta.get("property") or meta.get("name") or "").split(":")[-1:]]
-    found.append(tree.findtext(".//title") or "")
-    return [text for text in (" ".join(t.split()) for t in found) if text and len(text) <= MAX_TITLE]
+def titles(tree: lxml.html.HtmlElement) -> Titles:
+    """The page's own titles: its first ``<h1>`` headings, ``og:title``/``twitter:title``, ``<title>``
+    (a string of a whole misparsed page is no title)."""
+
+    def kept(found: Iterable[str]) -> tuple[str, ...]:
+        return tuple(text for text in (" ".join(t.split()) for t in found) if text and len(text) <= MAX_TITLE)
+
+    return Titles(
+        h1=kept(h1.text_content() for h1 in itertools.islice(tree.iter("h1"), 3)),
+        meta=kept(meta.get("content") or "" for meta in tree.iter("meta")
+                  if "title" in (meta.get("property") or meta.get("name") or "").split(":")[-1:]),
+        title=kept([tree.findtext(".//title") or ""]),
+    )
 
 
 def headline(tree: lxml.html.HtmlElement) -> str:
     """The page's first title: what a user of trafilatura alone would take as the headline."""
-    return next(iter(titles(tree)), "")
+    return next(iter(titles(tree).all), "")
 
 
 def main_text(tree: lxml.html.HtmlElement, precise: bool = True) -> str:
@@ -77,7 +85,7 @@ class Page:
     tree: lxml.html.HtmlElement
     text: str  # the whole visible text
     precise: str  # trafilatura's main text, favouring precision
-    titles: list[str]
+    titles: Titles
 
     def full(self) -> str:
         """trafilatura's main text with its defaults: a second extraction, so only on demand."""
