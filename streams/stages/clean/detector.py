@@ -52,6 +52,10 @@ CUES = frozenset((
     "older", "newer", "top", "popular", "search", "menu", "skip", "navigation", "register", "print", "email",
     "copyright", "rights", "reserved"))
 TITLE_REACH = 60  # blocks compared with the page's first line (the headline is near the top)
+#: the headline is looked for in the page's first HEADLINE_REACH lines (the labelled headlines of the
+#: 2,008 real pages stand within the first 511): on a page of many thousands of short lines and no
+#: article (a directory) every line would be a candidate, and the candidates' features cost seconds
+HEADLINE_REACH = 600
 
 BASE = ("log_words", "log_chars", "stop_share", "capitalised_share", "all_caps_share", "digit_share",
         "word_char_share", "other_char_share", "ends_sentence", "ends_colon", "ends_ellipsis", "starts_lower",
@@ -293,7 +297,7 @@ def headline_candidates(p: np.ndarray, X: np.ndarray, words: np.ndarray,
     """Blocks that may be the headline - short lines up to just after the article starts - and their
     :data:`HEADLINE` rows."""
     start = _article_start(p, words)
-    candidates = [j for j in range(min(start + 3, len(p))) if 1 <= words[j] <= 30]
+    candidates = [j for j in range(min(start + 3, len(p), HEADLINE_REACH)) if 1 <= words[j] <= 30]
     return candidates, headline_rows(p, X, blocks, candidates, start, len(candidates))
 
 
@@ -374,7 +378,7 @@ def title_candidates(p: np.ndarray, X: np.ndarray, words: np.ndarray, blocks: li
     every = set().union(*split)
     wanted = every | set(hinted)
     have = set(candidates)
-    lines = [*candidates, *(j for j, b in enumerate(blocks)
+    lines = [*candidates, *(j for j, b in enumerate(blocks[:HEADLINE_REACH])
                             if j not in have and b.key in wanted and 1 <= len(b.key.split()) <= 30)]
     groups = [([key(t) for t in group], [set(_segments(t)) for t in group])
               for group in (titles.h1, titles.meta, titles.title)]
