@@ -192,7 +192,7 @@ def test_a_part_of_the_title_anywhere_on_the_page_is_a_headline_candidate() -> N
     candidates, H = headline_candidates(p, X, n, blocks)
     at = next(i for i, b in enumerate(blocks) if b.text == HEADLINE)
     assert at not in candidates
-    lines_, T = title_candidates(p, X, n, blocks, candidates, Titles(title=(f"Example News | {HEADLINE}",)))
+    lines_, T = title_candidates(p, X, n, blocks, candidates, H, Titles(title=(f"Example News | {HEADLINE}",)))
     assert lines_[:len(candidates)] == candidates and at in lines_
     row = dict(zip(TITLED, T[lines_.index(at), H.shape[1]:], strict=True))
     assert row["a_title_segment"] and row["last_title_segment"] and not row["first_title_segment"]
@@ -210,10 +210,10 @@ def test_the_headline_is_looked_for_near_the_top_only() -> None:
     X = line_features(blocks)
     n = np.array([b.n for b in blocks], float)
     p = np.zeros(len(blocks))
-    candidates, _ = headline_candidates(p, X, n, blocks)
+    candidates, H = headline_candidates(p, X, n, blocks)
     assert candidates == list(range(HEADLINE_REACH))
     titles = Titles(title=(f"{lines[-1]} | Directory",), h1=(lines[-2],))
-    found, T = title_candidates(p, X, n, blocks, candidates, titles)
+    found, T = title_candidates(p, X, n, blocks, candidates, H, titles)
     assert found == candidates and len(T) == HEADLINE_REACH  # the titles' lines stand beyond the reach
 
 

@@ -251,8 +251,8 @@ def train(pages: list[Page], iterations: int = ITERATIONS, folds: int = FOLDS, p
         H.append(rows)
         h += [j == page.headline for j in candidates]
         if candidates:  # a page without titles teaches the title model what the headline model knows
-            lines, rows = title_candidates(q, page.X, page.weight, page.blocks, candidates, page.titles)
-            T.append(rows)
+            lines, titled_rows = title_candidates(q, page.X, page.weight, page.blocks, candidates, rows, page.titles)
+            T.append(titled_rows)
             t += [j == page.headline for j in lines]
     steps.update()
     headline = _fit(np.vstack(H), np.array(h), None, iterations)

@@ -307,8 +307,9 @@ def _article_start(p: np.ndarray, words: np.ndarray) -> int:
 
 
 def headline_rows(p: np.ndarray, X: np.ndarray, blocks: list[Block], lines: list[int], start: int,
-                  k: int) -> np.ndarray:
-    """The :data:`HEADLINE` rows of these lines (the first ``k`` of them the candidates). What gives a
+                  k: int, rank: int = 0) -> np.ndarray:
+    """The :data:`HEADLINE` rows of these lines, the first of them the ``rank``-th of ``k`` candidates
+    (lines past the candidates rank after them). What gives a
     headline away on a scraped page: the page's first line (its ``<title>``) holds it, a breadcrumb or
     a related list repeats it, its words come back in the lead, and a byline or a date sits right
     under it; a date line looks like one and is not."""
@@ -319,7 +320,7 @@ def headline_rows(p: np.ndarray, X: np.ndarray, blocks: list[Block], lines: list
     copies = Counter(b.key for b in blocks)
     reach = [b.key for b in blocks[:TITLE_REACH]]
     rows = []
-    for r, j in enumerate(lines):
+    for r, j in enumerate(lines, start=rank):
         block = blocks[j]
         mine, below = set(block.words), blocks[j + 1:j + 4]
         rows.append(np.concatenate([X[j], [
@@ -368,20 +369,20 @@ def _segments(text: str) -> list[str]:
 
 
 def title_candidates(p: np.ndarray, X: np.ndarray, words: np.ndarray, blocks: list[Block],
-                     candidates: list[int], titles: Titles) -> tuple[list[int], np.ndarray]:
-    """The headline candidates and any other line that is one of the page's titles or a part of one,
-    with their HEADLINE and :data:`TITLED` rows: which titles hold them, whole or as a part. A site
-    name is often the ``<h1>`` and a part of the ``<title>`` beside the headline; the headline is then
-    the ``og:title`` and the other part."""
-    hinted = [key(t) for t in titles.all]
-    split = [set(_segments(t)) for t in titles.all]
+                     candidates: list[int], H: np.ndarray, titles: Titles) -> tuple[list[int], np.ndarray]:
+    """The headline candidates (``H``: their HEADLINE rows) and any other line that is one of the
+    page's titles or a part of one, with their HEADLINE and :data:`TITLED` rows: which titles hold
+    them, whole or as a part. A site name is often the ``<h1>`` and a part of the ``<title>`` beside
+    the headline; the headline is then the ``og:title`` and the other part."""
+    groups = [([key(t) for t in group], [set(_segments(t)) for t in group])
+              for group in (titles.h1, titles.meta, titles.title)]
+    hinted = [k for group_keys, _ in groups for k in group_keys]  # in the order of titles.all
+    split = [s for _, group_split in groups for s in group_split]
     every = set().union(*split)
     wanted = every | set(hinted)
     have = set(candidates)
-    lines = [*candidates, *(j for j, b in enumerate(blocks[:HEADLINE_REACH])
-                            if j not in have and b.key in wanted and 1 <= len(b.key.split()) <= 30)]
-    groups = [([key(t) for t in group], [set(_segments(t)) for t in group])
-              for group in (titles.h1, titles.meta, titles.title)]
+    added = [j for j, b in enumerate(blocks[:HEADLINE_REACH]) if j not in have and b.key in wanted and 1 <= b.n <= 30]
+    lines = [*candidates, *added]
     title_parts = [s for t in titles.title for s in _segments(t)]
     headings = {key(t) for t in titles.h1 + titles.meta}
     page = "\n".join(b.key for b in blocks)  # lines holding a line: its count in the page less its copies
@@ -400,7 +401,8 @@ def title_candidates(p: np.ndarray, X: np.ndarray, words: np.ndarray, blocks: li
         row += [float(bool(title_parts) and title_parts[0] == k), float(bool(title_parts) and title_parts[-1] == k),
                 len(title_parts), float(k in title_parts and any(s != k and s in headings for s in title_parts))]
         rows.append(row)
-    H = headline_rows(p, X, blocks, lines, _article_start(p, words), len(candidates))
+    k = len(candidates)
+    H = np.vstack([H, headline_rows(p, X, blocks, added, _article_start(p, words), k, rank=k)]) if added else H
     return lines, np.hstack([H, np.array(rows, float).reshape(len(lines), len(TITLED))])
 
 
@@ -506,7 +508,7 @@ class ArticleModel:
         if want_headline:
             candidates, H = headline_candidates(p, X, words, blocks)
             if candidates and titles:
-                candidates, T = title_candidates(p, X, words, blocks, candidates, titles)
+                candidates, T = title_candidates(p, X, words, blocks, candidates, H, titles)
                 headline = self._headline(blocks, candidates, self.titled.proba(T))
             elif candidates:
                 headline = self._headline(blocks, candidates, self.headline.proba(H))
