@@ -1,7 +1,7 @@
 """The Faust wiring, in one place: the app, its topics and tables, and one thin agent per stage.
 
-    articles.raw ─▶ clean ─▶ articles.clean ─▶ dedup ─▶ articles.unique ─▶ tag ─▶ articles.tagged ─▶ alert ─▶ alerts
-                     └─▶ articles.deadletter       └─▶ articles.duplicates  └─▶ entity.mentions ─▶ bursts ─▶ alerts
+    articles.raw ─▶ clean ─▶ articles.clean ─▶ dedup+stories ─▶ articles.unique ─▶ tag+alert ─▶ articles.tagged, alerts
+                      └─▶ articles.deadletter      └─▶ duplicates, stories            └─▶ entity.mentions ─▶ bursts
 
 Each agent turns a message into exactly one outcome (an output event, a duplicate or a dead
 letter) by calling the stage's Kafka-free logic in :mod:`streams.stages`, and counts it. Any
@@ -15,10 +15,14 @@ import asyncio
 import logging
 import socket
 import time
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import cached_property, partial
 
 import faust
+import faust.streams as faust_streams
 from aiohttp.web import AppRunner
 from faust.web.drivers.aiohttp import Web as AiohttpWeb
 
@@ -42,6 +46,7 @@ from streams.contract.topics import (
 )
 from streams.kafka import connection
 from streams.kafka.consumer import transport_class
+from streams.kafka.monitor import QuietMonitor
 from streams.metrics import Metrics
 from streams.settings import Settings, get_settings
 from streams.sources.ingest import BODY_DEADLINE_S, HEADER_DEADLINE_S, IngestTokens, handle_post, host_allowed
@@ -74,6 +79,7 @@ class StreamsApp(faust.App):
             datadir=str(settings.data_dir),
             producer_max_request_size=MAX_MESSAGE_BYTES,
             producer_linger=0.005,
+            Monitor=QuietMonitor,
             consumer_max_fetch_size=MAX_MESSAGE_BYTES,
             stream_wait_empty=False,
             broker_commit_interval=0.5,
@@ -159,7 +165,7 @@ JSON = faust.Schema(key_serializer="json", value_serializer="json")
 dedup_signatures = app.Table("dedup-signatures", partitions=1, schema=JSON)
 # Stories state: story id -> story (centroid, sources, first/last seen), in the same single partition.
 story_state = app.Table("stories", partitions=1, schema=JSON)
-# Alert suppression: rule + story -> when it fired; co-partitioned with articles.tagged (key = story).
+# Alert suppression: rule + story -> when it fired; co-partitioned with articles.unique (key = story).
 alerts_fired = app.Table("alerts-fired", schema=JSON)
 # Trend bursts: per-entity minute and hour buckets, on the entity's entity.mentions partition.
 burst_counts = app.Table("burst-counts", schema=JSON)
@@ -172,12 +178,27 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+async def send(topic: faust.TopicT, value: bytes, key: bytes | None = None, partition: int | None = None) -> None:
+    """Hand an agent's output to Faust's producer. Not through ``Topic.send``: its per-message
+    futures and sensor calls cost about 20 µs a message and give this pipeline nothing
+    (``streams bench-hop``, docs/benchmark.md). The guarantee is the same: the consumer flushes this
+    producer before every commit, so no input's offset is committed before its outputs were
+    acknowledged; a message the producer gives up on is logged, as Faust logs it."""
+    delivery = await app.producer.send(topic.get_topic_name(), key, value, partition, None, None)
+    delivery.add_done_callback(_undelivered)
+
+
+def _undelivered(delivery: asyncio.Future) -> None:
+    if not delivery.cancelled() and delivery.exception() is not None:
+        log.error("a message was not delivered: %r", delivery.exception())
+
+
 async def send_dead_letter(stage: str, letter: DeadLetter, event: faust.EventT) -> None:
     msg = event.message
     letter.stage, letter.topic, letter.partition, letter.offset = stage, msg.topic, msg.partition, msg.offset
     metrics.deadletters.labels(stage, letter.reason).inc()
     metrics.articles_out.labels(stage, "deadletter").inc()
-    await deadletter_topic.send(key=(letter.id or "").encode() or None, value=letter.dumps())
+    await send(deadletter_topic, letter.dumps(), (letter.id or "").encode() or None)
 
 
 @app.agent(raw_topic)
@@ -191,7 +212,7 @@ async def clean(stream: faust.StreamT) -> None:
             if isinstance(out, DeadLetter):
                 await clock.wait(send_dead_letter("clean", out, event))
                 continue
-            await clock.wait(clean_topic.send(key=out.id.encode(), value=out.dumps(), partition=0))
+            await clock.wait(send(clean_topic, out.dumps(), out.id.encode(), partition=0))
             metrics.articles_out.labels("clean", "clean").inc()
             metrics.observe_latency("clean", now(), out.ingested_at, out.published_at)
 
@@ -231,70 +252,85 @@ async def dedup(stream: faust.StreamT) -> None:
                 metrics.duplicates.labels(verdict.kind).inc()
                 metrics.articles_out.labels("dedup", "duplicate").inc()
                 duplicate = mark_duplicate(article, verdict, stories.story_of(verdict.duplicate_of or ""))
-                await clock.wait(duplicates_topic.send(key=article.id.encode(), value=duplicate.dumps()))
+                await clock.wait(send(duplicates_topic, duplicate.dumps(), article.id.encode()))
             else:  # keyed by story, so an article meets its story's alert suppression in one partition
                 metrics.articles_out.labels("dedup", "fuller" if article.supersedes else "unique").inc()
                 outcome = "replay" if placed.replay else "opened" if placed.opened else "joined"
                 metrics.story_articles.labels(outcome).inc()
                 metrics.stories_live.set(len(story_state))
-                await clock.wait(unique_topic.send(key=article.story.encode(), value=article.dumps()))
+                await clock.wait(send(unique_topic, article.dumps(), article.story.encode()))
                 update = story_update(placed.story).dumps()
-                await clock.wait(stories_topic.send(key=placed.story_id.encode(), value=update))
+                await clock.wait(send(stories_topic, update, placed.story_id.encode()))
                 if placed.alert is not None:
                     a = story_alert(placed.alert, placed.story, article, now())
                     metrics.alerts.labels(a.rule_id, a.severity).inc()
-                    await clock.wait(alerts_topic.send(key=a.id.encode(), value=a.dumps()))
+                    await clock.wait(send(alerts_topic, a.dumps(), a.id.encode()))
             metrics.observe_latency("dedup", now(), article.ingested_at, article.published_at)
 
 
 @app.agent(unique_topic)
 async def tag(stream: faust.StreamT) -> None:
-    """Batches of up to ``TAG_BATCH`` (16) articles (or what arrived within ``TAG_WITHIN`` s): the NER
-    runs over a batch with ``nlp.pipe``, and a batch's mentions go out in one message per partition.
+    """Tag, then alert, in one hop, in batches of up to ``TAG_BATCH`` (16) articles (or what arrived
+    within ``TAG_WITHIN`` s). The NER runs over a batch with ``nlp.pipe``; a batch's mentions go out in
+    one message per partition. Each tagged article goes to ``articles.tagged`` for consumers and through
+    the alert rules here, instead of being read back from that topic by a hop of its own: a consumed
+    record less per article (docs/benchmark.md). Both topics are keyed by story, so the rules'
+    suppression table is co-partitioned with this input as it was with ``articles.tagged``.
+
     Faust acks a batch's events once this loop body has sent every output; the offset-safe consumer
     (streams/kafka/consumer.py) commits no offset past an event not acked, so a crash replays at
     most the batch in flight. (Before that consumer, batches lost inputs in takeovers: faust-streaming
     #527/#604.)"""
     tagger = app.stages.tagger
+    engine = app.stages.alerts(alerts_fired)
+
+    def evaluate(article: TaggedArticle, _: bytes) -> list[Alert]:
+        return engine.evaluate(article, now())
+
     async for events in stream.take_events(TAG_BATCH, within=TAG_WITHIN):
+        tagged: list[tuple[faust.EventT, TaggedArticle, bytes]] = []
         with metrics.agent_time("tag") as clock:
             results = step.run_many(metrics, "tag", [(e.value, e.key) for e in events],
                                     CleanArticle.model_validate_json, tagger.tag_many)
-            tagged = []
             for event, out in zip(events, results, strict=True):
                 if isinstance(out, DeadLetter):
                     await clock.wait(send_dead_letter("tag", out, event))
                     continue
-                tagged.append(out)
-                await clock.wait(tagged_topic.send(key=out.story.encode(), value=out.dumps()))
-            for partition, batch in mention_batches(tagged, settings.partitions).items():
-                await clock.wait(mentions_topic.send(value=batch.dumps(), partition=partition))
+                value = out.dumps()
+                tagged.append((event, out, value))
+                await clock.wait(send(tagged_topic, value, out.story.encode()))
+            articles = [article for _, article, _ in tagged]
+            for partition, batch in mention_batches(articles, settings.partitions).items():
+                await clock.wait(send(mentions_topic, batch.dumps(), partition=partition))
             finished = now()
-            for out in tagged:
+            for out in articles:
                 metrics.articles_out.labels("tag", "tagged").inc()
                 metrics.observe_latency("tag", finished, out.ingested_at, out.published_at)
-
-
-@app.agent(tagged_topic)
-async def alert(stream: faust.StreamT) -> None:
-    engine = app.stages.alerts(alerts_fired)
-
-    def evaluate(data: bytes) -> tuple[TaggedArticle, list[Alert]]:
-        article = TaggedArticle.model_validate_json(data)
-        return article, engine.evaluate(article, now())
-
-    async for event in stream.events():
         with metrics.agent_time("alert") as clock:
-            out = step.run(metrics, "alert", event.value, event.key, evaluate)
-            if isinstance(out, DeadLetter):
-                await clock.wait(send_dead_letter("alert", out, event))
-                continue
-            article, alerts = out
-            for a in alerts:
-                metrics.alerts.labels(a.rule_id, a.severity).inc()
-                await clock.wait(alerts_topic.send(key=a.id.encode(), value=a.dumps()))
-                metrics.observe_latency("alert", a.created_at, article.ingested_at, article.published_at)
-            metrics.articles_out.labels("alert", "alerted" if alerts else "no_alert").inc()
+            for event, article, value in tagged:
+                with handling(event):
+                    out = step.run(metrics, "alert", value, event.key, partial(evaluate, article))
+                if isinstance(out, DeadLetter):
+                    await clock.wait(send_dead_letter("alert", out, event))
+                    continue
+                for a in out:
+                    metrics.alerts.labels(a.rule_id, a.severity).inc()
+                    await clock.wait(send(alerts_topic, a.dumps(), a.id.encode()))
+                    metrics.observe_latency("alert", a.created_at, article.ingested_at, article.published_at)
+                metrics.articles_out.labels("alert", "alerted" if out else "no_alert").inc()
+
+
+@contextmanager
+def handling(event: faust.EventT) -> Iterator[None]:
+    """``event`` as the current event while it is handled. A table writes a key's changelog to the
+    current event's partition (that partition's owner restores it after a takeover), and in a batch
+    from ``take_events`` no event is current in the agent's own task. The context variable is the one
+    Faust's stream iterator sets for each event (faust-streaming 0.15.3, the version pinned)."""
+    token = faust_streams._current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        faust_streams._current_event.reset(token)
 
 
 @app.agent(mentions_topic)
@@ -316,7 +352,7 @@ async def bursts(stream: faust.StreamT) -> None:
                 if burst is not None:
                     a = burst_alert(burst, name=mention.name, article_id=mention.article)
                     metrics.alerts.labels(a.rule_id, a.severity).inc()
-                    await clock.wait(alerts_topic.send(key=a.id.encode(), value=a.dumps()))
+                    await clock.wait(send(alerts_topic, a.dumps(), a.id.encode()))
 
 
 # the lag probe's topics: those the pipeline's agents read (the internal mentions are not work waiting)

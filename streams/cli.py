@@ -366,6 +366,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_hop(args: argparse.Namespace) -> int:
+    from streams.kafka.connection import bootstrap_servers
+    from streams.tools.hop import VARIANTS, bench_hop, print_table
+
+    print_table(bench_hop(bootstrap_servers(get_settings()), args.records, args.variant or list(VARIANTS)))
+    return 0
+
+
 #: the page to read for each command (relative to the repository; tests/test_docs.py checks both ways)
 DOCS = {
     "kafka": "docs/operations.md#the-local-broker", "topics": "README.md#the-wire-format-articlesraw",
@@ -376,7 +384,7 @@ DOCS = {
     "schemas": "README.md#the-wire-format-articlesraw", "eval": "docs/benchmark.md",
     "eval-stories": "docs/stories.md#measured", "alerts": "docs/alert-rules.md",
     "forward": "docs/security.md", "audit": "docs/reliability.md", "demo": "README.md#two-commands",
-    "bench": "docs/benchmark.md",
+    "bench": "docs/benchmark.md", "bench-hop": "docs/benchmark.md#fewer-costs-per-record-2026-12-07",
 }
 
 
@@ -518,6 +526,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="var/bench", help="where bench.json and bench.png go")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout (progress on stderr)")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("bench-hop", help="Faust's CPU per record over one hop, each saving undone")
+    p.add_argument("--records", type=int, default=20000, help="records through the hop in each variant")
+    from streams.tools.hop import VARIANTS  # no Faust import: only the worker process loads it
+
+    p.add_argument("--variant", action="append", choices=list(VARIANTS),
+                   help="repeatable; default: all, the project's first")
+    p.set_defaults(func=cmd_bench_hop)
     for name, command in sub.choices.items():
         command.epilog = f"Read: {DOCS[name]}"
     return parser

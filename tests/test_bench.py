@@ -4,6 +4,7 @@ produces the report, the JSON file and the chart, with figures that hang togethe
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -54,3 +55,22 @@ def test_a_small_bench_run_reports_throughput_latency_and_the_floor(
     assert {"clean", "dedup", "tag", "alert", "outside agents"} <= set(split)
     assert sum(split.values()) == pytest.approx(report["overhead_ms_per_article"], abs=0.05)
     assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.kafka
+def test_bench_hop_passes_every_record_on_in_each_variant(bootstrap: str) -> None:
+    """``streams bench-hop``: each variant's worker reads every record and sends each on, and reports
+    its CPU per record (the figures themselves are for benchmarks, not tests)."""
+    from kafka import KafkaConsumer
+
+    from streams.tools.hop import bench_hop
+
+    records, run = 400, uuid.uuid4().hex[:8]
+    results = bench_hop(bootstrap, records, ["project", "all three"], timeout=120, run=run)
+    assert [r.variant for r in results] == ["project", "all three"]
+    assert all(r.records == records and r.cpu_us_per_record > 0 and r.seconds > 0 for r in results)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, consumer_timeout_ms=3000,
+                             auto_offset_reset="earliest")
+    consumer.subscribe([f"bench-hop-{run}.out"])
+    assert sum(1 for _ in consumer) == records * len(results)
+    consumer.close()

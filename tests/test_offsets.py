@@ -378,3 +378,63 @@ def test_another_faust_version_is_refused() -> None:
     check_faust_version(FAUST_VERIFIED)
     with pytest.raises(ConfigError, match=r"faust-streaming==0\.15\.3"):
         check_faust_version("0.16.0")
+
+
+# -- handing a record to the streams ------------------------------------------------------------------
+
+def test_a_delivery_that_does_not_wait_is_handed_over_at_once() -> None:
+    """The common case runs inline: no race against the flow's suspension, no task per record."""
+    async def main() -> None:
+        h = Harness(SafeConsumer, Broker([0], committed=None))
+        handed: list[int] = []
+
+        async def deliver() -> None:
+            handed.append(1)
+
+        async def no_race(*_: object, **__: object) -> None:
+            raise AssertionError("a delivery that did not wait was raced against the flow")
+
+        h.consumer.wait_first = no_race
+        await h.consumer._hand_over(deliver())
+        assert handed == [1]
+
+    asyncio.run(main())
+
+
+def test_a_delivery_that_waits_finishes_or_gives_way_when_the_flow_stops() -> None:
+    """A delivery that blocks (a full stream buffer) still finishes when it can, with its exceptions;
+    and when the flow stops for a rebalance it is abandoned, as Faust's ``wait_first`` race does."""
+    async def main() -> None:
+        h = Harness(SafeConsumer, Broker([0], committed=None))
+        space = asyncio.Event()
+        steps: list[str] = []
+
+        async def deliver(fail: bool = False) -> None:
+            steps.append("waiting")
+            try:
+                await space.wait()
+            except asyncio.CancelledError:
+                steps.append("abandoned")
+                raise
+            if fail:
+                raise ValueError("the buffer refused it")
+            steps.append("delivered")
+
+        handing = asyncio.ensure_future(h.consumer._hand_over(deliver()))
+        await until(lambda: steps == ["waiting"], "the delivery to wait")
+        space.set()
+        await asyncio.wait_for(handing, timeout=2)
+        assert steps == ["waiting", "delivered"]
+
+        with pytest.raises(ValueError, match="refused"):
+            await asyncio.wait_for(h.consumer._hand_over(deliver(fail=True)), timeout=2)
+
+        space.clear()
+        steps.clear()
+        handing = asyncio.ensure_future(h.consumer._hand_over(deliver()))
+        await until(lambda: steps == ["waiting"], "the delivery to wait")
+        h.consumer.stop_flow()
+        await asyncio.wait_for(handing, timeout=2)  # the fetch loop is not held by a blocked delivery
+        await until(lambda: steps == ["waiting", "abandoned"], "the blocked delivery to be abandoned")
+
+    asyncio.run(main())

@@ -108,3 +108,23 @@ def test_alert_events_match_their_schema_and_are_deterministic(pipeline: Pipelin
     dup = {d["id"]: d["duplicate_of"] for d in reader.events["articles.duplicates"]}
     assert dup.get("partner-0101") == "wire-0001" or dup.get("wire-0001") == "partner-0101"
     assert json.loads(json.dumps(reader.events["alerts"][0]))["evidence"]
+
+    # the tag agent alerts on a batch of articles from several partitions: each suppression record
+    # is on its story's partition, the one whose owner restores it after a takeover
+    from kafka import KafkaConsumer, TopicPartition
+
+    def records(topic: str) -> list:
+        consumer = KafkaConsumer(bootstrap_servers=pipeline.bootstrap, enable_auto_commit=False, group_id=None,
+                                 consumer_timeout_ms=3000)
+        consumer.assign([TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))])
+        consumer.seek_to_beginning()
+        got = list(consumer)
+        consumer.close()
+        return got
+
+    story_partition = {r.key.decode(): r.partition for r in records(pipeline.settings.topic("articles.unique"))}
+    suppressions = records(f"{pipeline.settings.app_id}-alerts-fired-changelog")
+    assert len(suppressions) >= len(rule_alerts) and len(set(story_partition.values())) > 1
+    for r in suppressions:
+        story = json.loads(r.key).split(":", 1)[1]
+        assert r.partition == story_partition[story], (story, r.partition)

@@ -56,7 +56,7 @@ TOPICS: tuple[Topic, ...] = (
     Topic(RAW, "input", RawArticle, agent="clean"),
     Topic(CLEAN, "stage", CleanArticle, agent="dedup", partitions=1),
     Topic(UNIQUE, "stage", CleanArticle, agent="tag"),
-    Topic(TAGGED, "final", TaggedArticle, agent="alert"),
+    Topic(TAGGED, "final", TaggedArticle),  # the tag agent alerts on its articles as it sends them
     Topic(DUPLICATES, "final", DuplicateArticle),
     Topic(DEADLETTER, "final", DeadLetter),
     Topic(ALERTS, "output", Alert),

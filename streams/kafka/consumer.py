@@ -38,7 +38,8 @@ import asyncio
 import logging
 import os
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Coroutine, Generator, Iterable, Mapping
+from functools import partial
 from typing import Any
 
 import faust
@@ -124,6 +125,34 @@ class PartitionLedger:
         return self._pending[0] if self._pending else self.position
 
 
+class Resumed:
+    """The rest of a coroutine that was started by hand and suspended on ``waiting_on``: awaiting this
+    carries it on to its end exactly as ``await coroutine`` would have (what ``yield from`` does, from
+    its first suspension on)."""
+
+    __slots__ = ("coroutine", "waiting_on")
+
+    def __init__(self, coroutine: Coroutine[Any, Any, Any], waiting_on: Any) -> None:
+        self.coroutine, self.waiting_on = coroutine, waiting_on
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coroutine, waiting_on = self.coroutine, self.waiting_on
+        while True:
+            try:
+                sent = yield waiting_on
+            except GeneratorExit:
+                coroutine.close()
+                raise
+            except BaseException as exc:  # a cancellation, or an exception thrown in: passed on to it
+                step = partial(coroutine.throw, exc)
+            else:
+                step = partial(coroutine.send, sent)
+            try:
+                waiting_on = step()
+            except StopIteration as stop:
+                return stop.value
+
+
 class Stamped(dict):
     """A fetched batch (``{tp: [records]}``) with the seek epoch of each partition at fetch time."""
 
@@ -207,6 +236,23 @@ class OffsetSafety:
             self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
             yield tp, self._to_message(tp, record), epoch
 
+    async def _hand_over(self, delivery: Coroutine[Any, Any, Any]) -> None:
+        """Faust's ``wait_first(callback(message), suspend_flow.wait())``, without its cost when the
+        callback does not wait, which is nearly always.
+
+        The race is there for a callback that blocks (a full stream buffer, stopped flow control):
+        when the flow is suspended for a rebalance, the record is abandoned rather than holding the
+        fetch loop (the ledger keeps it uncommitted, and the seek after the rebalance starts a new
+        epoch). ``wait_first`` makes four tasks per record for it, waits on them and cancels three:
+        about 50 µs of a record's 150 over one hop (``streams bench-hop``, docs/benchmark.md). Here the
+        callback runs at once; only if it suspends does the rest of it race the flow's suspension,
+        as before."""
+        try:
+            waiting_on = delivery.send(None)
+        except StopIteration:
+            return
+        await self.wait_first(Resumed(delivery, waiting_on), self.suspend_flow.wait())
+
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Any]]:
         async for tp, message, _ in self._fetch(timeout):
             yield tp, message
@@ -258,7 +304,7 @@ class OffsetSafety:
                     if commit_every is not None and self._n_acked >= commit_every:
                         self._n_acked = 0
                         await self.commit()
-                    await self.wait_first(callback(message), self.suspend_flow.wait())
+                    await self._hand_over(callback(message))
                     read_offset[tp] = offset
                 self.diag.unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:

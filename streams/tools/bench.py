@@ -336,7 +336,7 @@ def run_pipeline(base: Settings, bootstrap: str, messages: list[bytes], warmup: 
             desc = f"  {workers} worker(s), {name}" + (f" at {rate:g}/s" if rate else "")
             sent = publisher.publish(batch, rate, desc, sample)
             _drain(reader, sent, arrivals, timeout, sample, settings, bootstrap)
-            # the alert stage runs after the final topics: wait until it has finished them too
+            # the alert stage finishes a tagged article just after sending it on: wait for it too
             deadline = time.monotonic() + timeout
             while _by_stage(procs, FINISHED).get("alert", 0) < tagged[0] and time.monotonic() < deadline:
                 reader.poll(timeout_ms=100)

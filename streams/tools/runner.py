@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from streams.contract.topics import FINAL, TAGGED, TOPICS
+from streams.contract.topics import FINAL, TOPICS, UNIQUE
 from streams.kafka import connection
 from streams.settings import Settings
 
@@ -155,12 +155,14 @@ class TopicReader:
         return {topic: [e.get("id") for e in self.events[topic]] for topic in FINAL}
 
     def settle(self, deadline: float) -> Iterator[tuple[str, dict]]:
-        """After every input is accounted for: wait until the alert stage has consumed (committed)
-        all of ``articles.tagged``, then drain what is still in flight. Offsets, not a worker's
-        counters, so it holds across restarts and several workers."""
+        """After every input is accounted for: wait until the tag agent has committed all of
+        ``articles.unique``, then drain what is still in flight. It alerts on each article in the hop
+        that tags it, and commits an input only once that hop's outputs were acknowledged, so the
+        alerts are out then too. Offsets, not a worker's counters, so it holds across restarts and
+        several workers."""
         from kafka import TopicPartition
 
-        topic = self.settings.topic(TAGGED)
+        topic = self.settings.topic(UNIQUE)
         admin = connection.admin(self.settings, self.bootstrap, client_id="streams-settle")
         try:
             parts = [TopicPartition(topic, p) for p in self.consumer.partitions_for_topic(topic) or ()]
