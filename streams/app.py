@@ -1,4 +1,4 @@
-"""The Faust wiring, in one place: the app, its topics and tables, and one thin agent per stage.
+"""The Faust wiring, in one place: the app, its topics and tables, and one thin agent per hop.
 
     articles.raw ─▶ clean ─▶ articles.clean ─▶ dedup+stories ─▶ articles.unique ─▶ tag+alert ─▶ articles.tagged, alerts
                       └─▶ articles.deadletter      └─▶ duplicates, stories            └─▶ entity.mentions ─▶ bursts
