@@ -78,11 +78,9 @@ class StreamsApp(faust.App):
             web_port=settings.web_port,
             datadir=str(settings.data_dir),
             producer_max_request_size=MAX_MESSAGE_BYTES,
-            producer_linger=0.005,
             Monitor=QuietMonitor,
             consumer_max_fetch_size=MAX_MESSAGE_BYTES,
-            stream_wait_empty=False,
-            broker_commit_interval=0.5,
+            **connection.WORKER_FLOW,
             # Recovery after a crash or a stall (docs/reliability.md): static membership, so a worker
             # restarted within the session timeout takes its partitions back without a rebalance, and
             # a session timeout of seconds, so a dead or stopped worker's share moves on that soon.

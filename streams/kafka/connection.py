@@ -18,6 +18,11 @@ from streams.settings import Settings
 
 STATE_FILE = "local-kafka.json"
 
+#: How a worker's Faust app moves records, written once so that ``streams bench-hop`` measures the
+#: workers' own configuration: the producer lingers 5 ms to batch, a stream does not wait for its
+#: buffer to empty before committing, and offsets are committed every half second.
+WORKER_FLOW: dict[str, object] = {"producer_linger": 0.005, "stream_wait_empty": False, "broker_commit_interval": 0.5}
+
 
 def state_path(settings: Settings) -> Path:
     return settings.home / STATE_FILE

@@ -64,6 +64,7 @@ def run_worker(bootstrap: str, topic_in: str, topic_out: str, records: int, vari
     """The worker process: one Faust app, one agent; prints its one result line and exits."""
     import faust
 
+    from streams.kafka.connection import WORKER_FLOW
     from streams.kafka.consumer import Consumer, Transport
     from streams.kafka.monitor import QuietMonitor
 
@@ -81,9 +82,9 @@ def run_worker(bootstrap: str, topic_in: str, topic_out: str, records: int, vari
             return (RacingTransport if "wait_first" in stock else Transport)(self.conf.broker_consumer, self)
 
     app = App(f"hop-{uuid.uuid4().hex[:8]}", broker=f"kafka://{bootstrap}", store="memory://",
-              value_serializer="raw", key_serializer="raw", topic_partitions=PARTITIONS, producer_linger=0.005,
-              stream_wait_empty=False, broker_commit_interval=0.5, consumer_auto_offset_reset="earliest",
-              web_enabled=False, **({} if "monitor" in stock else {"Monitor": QuietMonitor}))
+              value_serializer="raw", key_serializer="raw", topic_partitions=PARTITIONS,
+              consumer_auto_offset_reset="earliest", web_enabled=False, **WORKER_FLOW,
+              **({} if "monitor" in stock else {"Monitor": QuietMonitor}))
     source = app.topic(topic_in, value_type=bytes, key_type=bytes, partitions=PARTITIONS)
     sink = app.topic(topic_out, value_type=bytes, key_type=bytes, partitions=PARTITIONS)
     seen = [0]
