@@ -158,7 +158,7 @@ class Pipeline:
     def start_worker(self, **env: str) -> Worker:
         n = len(self.workers)
         worker = Worker({**worker_env(self.settings, self.bootstrap, self.directory / f"state-{n}"), **env},
-                        free_port(), self.directory / f"worker-{n}.log")
+                        free_port(), self.directory / f"worker-{n}.log", loglevel="info")
         worker.start()
         self.workers.append(worker)
         return worker
@@ -194,6 +194,29 @@ class Pipeline:
     def stop(self) -> None:
         for w in self.workers:
             w.stop()
+
+
+WORKER_LOG_LINES = 120
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """A failed test that ran workers reports the end of each worker's log (rebalances, recovery,
+    errors, with times), so a failure in CI says what the workers were doing."""
+    report = yield
+    if report.failed and call.when == "call":
+        for run in (v for v in getattr(item, "funcargs", {}).values() if isinstance(v, Pipeline)):
+            for worker in run.workers:
+                report.sections.append((f"worker log {worker.log}", log_tail(worker.log)))
+    return report
+
+
+def log_tail(path: Path, lines: int = WORKER_LOG_LINES) -> str:
+    """The last ``lines`` lines of a worker log, without the assignment tables Faust draws."""
+    if not path.exists():
+        return "(no log)"
+    kept = [line for line in path.read_text(errors="replace").splitlines() if not line.startswith(("|", "+"))]
+    return "\n".join(kept[-lines:])
 
 
 @pytest.fixture

@@ -31,14 +31,15 @@ class Worker:
     env: dict[str, str]
     web_port: int
     log: Path
+    loglevel: str = "warning"
     proc: subprocess.Popen | None = None
 
     def start(self) -> Worker:
         env = {**os.environ, **self.env, "STREAMS_WEB_PORT": str(self.web_port)}
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "streams", "worker"], env=env, stdout=log,
-                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen([sys.executable, "-m", "streams", "worker", "--loglevel", self.loglevel],
+                                         env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         return self
 
     @property
