@@ -285,6 +285,30 @@ def test_a_comment_count_link_above_the_rest_of_the_article_cuts_nothing() -> No
     assert cut(tail, [True] * len(ARTICLE) + [False] * 3) == ["Comments", *thread]
 
 
+def test_a_comment_thread_goes_even_where_the_detector_took_its_prose_for_the_article() -> None:
+    """A comment count or a comments heading with a commenter's line (a name with a date or "says:")
+    under it starts a thread, whatever the detector scored the comments; a count with the article's
+    prose under it (a link under the lead) cuts nothing."""
+    comments = ["Great analysis, thanks for writing this. The bank waited far too long to act on prices.",
+                "I disagree: the committee had little choice once wages started to run ahead of output."]
+    threads = [
+        ["{ 53 comments… read them below or add one }", "1", "Tim Walker 11.06.12 at 11:06 am", comments[0],
+         "2", "ohreally 11.06.12 at 11:22 am", comments[1]],
+        ["1 Comment", "Mark 08-08-2012", comments[0]],
+        ["12 Responses to “Rates on hold”", "Anna Berg says:", "March 3, 2024 at 9:14 pm", *comments],
+        ["Comments", "Joe Bloggs 2 hours ago", *comments],
+    ]
+    for thread in threads:
+        blocks = split_blocks(body_of(*ARTICLE, *thread))
+        cut_related(blocks, [True] * len(blocks))  # the detector sure of every paragraph
+        assert [b.text for b in blocks if b.kind == "comments"] == thread
+        assert_exact(clean_text(body_of(*ARTICLE, *thread), TITLE))
+    under_the_lead = [ARTICLE[0], "12 comments", *ARTICLE[1:]]
+    blocks = split_blocks(body_of(*under_the_lead))
+    cut_related(blocks, [True] * len(blocks))
+    assert [b.kind for b in blocks] == [None] * len(blocks)
+
+
 def test_a_bulleted_list_of_places_is_not_a_breadcrumb() -> None:
     trail, places = "Home / News / Regions", ["- Leeds/Bradford/Wakefield, England", "- Cork/Limerick/Galway, Ireland"]
     assert [b.shape for b in split_blocks(body_of(trail, *places))] == ["breadcrumb", None, None]

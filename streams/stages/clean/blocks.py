@@ -51,6 +51,17 @@ TAIL_MARKER = re.compile(rf"^(?:{_TAIL})\s*[:.!]?$", re.I)
 #: a comments section's heading ("Comment" alone is as often a sub-heading or an opinion label)
 COMMENTS_MARKER = re.compile(r"^(?:\d+ )?(?:comments|leave a (?:comment|reply)|join the (?:conversation|discussion))\b",
                              re.I)
+#: a comment thread's count line: "53 comments… read them below or add one", "1 Comment",
+#: "12 Responses to “Title”", "5 thoughts on “Title”"
+COMMENT_COUNT = re.compile(r"^[{(\[]?\s*(?:\d+|one) (?:comments?|responses?|replies|thoughts? on)\b", re.I)
+#: a commenter's line, the first of one comment: a name with a date, a time or "says:"
+COMMENTER = re.compile(
+    r"\b\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}\b|\b\d{1,2}:\d{2}\s*(?:[ap]\.?m\b|$)|\bat \d{1,2}:\d{2}\b"
+    r"|\b\d+ (?:minutes?|hours?|days?|weeks?|months?|years?) ago\b"
+    r"|\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.? \d{1,2}(?:st|nd|rd|th)?,? (?:19|20)\d\d\b"
+    r"|\b(?:says|said|wrote|writes)\s*:?\s*$", re.I)
+#: what a byline under a comment-count link, or a profile's counts, hold and a commenter's line does not
+NOT_A_THREAD = re.compile(r"\b(?:by|written|posted|published|updated|views?|page \d)\b", re.I)
 LIST_MARKS = "-•*·▪►–"
 LIST_ITEM = re.compile(rf"^[{LIST_MARKS}]\s+")
 # a sentence boundary inside a block: a paragraph, not a one-line summary
@@ -351,6 +362,19 @@ HEADED_RUN = 3
 UNHEADED_RUN = 5
 
 
+def _thread_starts(kept: list[Block], k: int) -> bool:
+    """Whether a comment thread starts at ``kept[k]``: a comments heading or a comment count, with a
+    commenter's line (a name with a date or "says:") among the next three lines. A comment-count link
+    under an article's headline or lead has a byline or the article's prose below it, not a commenter."""
+    block = kept[k]
+    if block.n > 15 or not (COMMENT_COUNT.match(block.text) or (
+            block.shape == "tail" and COMMENTS_MARKER.match(block.text))):
+        return False
+    return not NOT_A_THREAD.search(block.text) and any(
+        b.n <= 12 and COMMENTER.search(b.text) is not None and not NOT_A_THREAD.search(b.text)
+        for b in kept[k + 1:k + 4])
+
+
 def cut_related(blocks: list[Block], sure: Sequence[bool] = ()) -> None:
     """Mark the page's tail after the article (in place): the author's note at the very end; a
     comments heading and all that follows, unless prose ``sure`` (per block: the detector is sure it
@@ -373,6 +397,10 @@ def cut_related(blocks: list[Block], sure: Sequence[bool] = ()) -> None:
         heads[k] = heads[k + 1] + like[k]
     seen_prose = False  # the article's first sentence is behind
     for k, block in enumerate(kept):
+        if seen_prose and _thread_starts(kept, k):  # whatever the detector made of the comments' prose
+            for rest in kept[k:]:
+                rest.kind = "comments"
+            return
         if seen_prose and block.shape == "tail" and block.key != "comment":
             if COMMENTS_MARKER.match(block.text) and not any(sure_kept[k + 1:]):
                 for rest in kept[k:]:
