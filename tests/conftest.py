@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -200,7 +200,8 @@ WORKER_LOG_LINES = 120
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+def pytest_runtest_makereport(item: pytest.Item,
+                              call: pytest.CallInfo) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """A failed test that ran workers reports the end of each worker's log (rebalances, recovery,
     errors, with times), so a failure in CI says what the workers were doing."""
     report = yield

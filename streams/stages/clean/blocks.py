@@ -377,8 +377,10 @@ def _thread_starts(kept: list[Block], k: int) -> bool:
 
 def cut_related(blocks: list[Block], sure: Sequence[bool] = ()) -> None:
     """Mark the page's tail after the article (in place): the author's note at the very end; a
-    comments heading and all that follows, unless prose ``sure`` (per block: the detector is sure it
-    is the article) follows it - a comment-count link above the rest of the article;
+    comment thread (a comment count or a comments heading with a commenter's line under it) and all
+    that follows, whatever the detector made of the comments' prose; a comments heading and all that
+    follows, unless prose ``sure`` (per block: the detector is sure it is the article) follows it - a
+    comment-count link above the rest of the article;
     a "Related"/"More from" heading and the headlines under it, up to the next paragraph of the
     article; and a run of headline-like lines that reaches the end of the page - other stories'
     headlines, perhaps with a one-line summary each - under a short heading, or, with no heading, when
