@@ -362,17 +362,20 @@ HEADED_RUN = 3
 UNHEADED_RUN = 5
 
 
-def _thread_starts(kept: list[Block], k: int) -> bool:
-    """Whether a comment thread starts at ``kept[k]``: a comments heading or a comment count, with a
-    commenter's line (a name with a date or "says:") among the next three lines. A comment-count link
-    under an article's headline or lead has a byline or the article's prose below it, not a commenter."""
+def _thread_starts(kept: list[Block], k: int, sure_kept: Sequence[bool]) -> bool:
+    """Whether a comment thread starts at ``kept[k]``: a comments heading with no prose the detector
+    is sure of below it, or a comments heading or a comment count with a commenter's line (a name
+    with a date or "says:") among the next three lines, whatever the detector made of the comments.
+    A comment-count link under an article's headline or lead has a byline or the article's prose
+    below it, not a commenter."""
     block = kept[k]
-    if block.n > 15 or not (COMMENT_COUNT.match(block.text) or (
-            block.shape == "tail" and COMMENTS_MARKER.match(block.text))):
+    heading = block.shape == "tail" and COMMENTS_MARKER.match(block.text) is not None
+    if heading and not any(sure_kept[k + 1:]):
+        return True
+    if block.n > 15 or not (heading or COMMENT_COUNT.match(block.text)) or NOT_A_THREAD.search(block.text):
         return False
-    return not NOT_A_THREAD.search(block.text) and any(
-        b.n <= 12 and COMMENTER.search(b.text) is not None and not NOT_A_THREAD.search(b.text)
-        for b in kept[k + 1:k + 4])
+    return any(b.n <= 12 and COMMENTER.search(b.text) is not None and not NOT_A_THREAD.search(b.text)
+               for b in kept[k + 1:k + 4])
 
 
 def cut_related(blocks: list[Block], sure: Sequence[bool] = ()) -> None:
@@ -399,15 +402,11 @@ def cut_related(blocks: list[Block], sure: Sequence[bool] = ()) -> None:
         heads[k] = heads[k + 1] + like[k]
     seen_prose = False  # the article's first sentence is behind
     for k, block in enumerate(kept):
-        if seen_prose and _thread_starts(kept, k):  # whatever the detector made of the comments' prose
+        if seen_prose and _thread_starts(kept, k, sure_kept):
             for rest in kept[k:]:
                 rest.kind = "comments"
             return
         if seen_prose and block.shape == "tail" and block.key != "comment":
-            if COMMENTS_MARKER.match(block.text) and not any(sure_kept[k + 1:]):
-                for rest in kept[k:]:
-                    rest.kind = "comments"
-                return
             # to the page's end, other stories' summaries go too; inside the article a sentence
             # after the box is the article going on
             box = _run_lines(kept[k + 1:], like[k + 1:], summaries=to_end[k + 1])
