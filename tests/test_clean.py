@@ -6,10 +6,12 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from streams.stages.clean import clean_text, content_hash, is_markup, normalise
 from streams.stages.clean.blocks import clean_blocks, cut_related, split_blocks
+from streams.stages.clean.detector import fill_gaps
 
 ARTICLE = [
     "The central bank raised its key rate by half a point on Friday, the third increase this year, "
@@ -128,6 +130,33 @@ def test_price_widget_where_the_kept_article_ends_goes() -> None:
     closing = split_blocks(body_of(*ARTICLE, "Brent crude rose 2% to $71.40 a barrel."))  # a sentence stays
     clean_blocks(closing, TITLE)
     assert all(b.kind is None for b in closing)
+
+
+def test_a_logo_and_a_heading_the_detector_kept_of_a_price_box_go() -> None:
+    """The detector may keep a price box's heading and logo alt text and drop its prices: what the
+    rules see then carries no price, and the logo's alt text is the widget's sign."""
+    disclaimer = ("Disclaimer: The articles reposted on this site are provided for informational purposes only. "
+                  "They do not necessarily reflect the views of this site.")
+    blocks = split_blocks(body_of(*ARTICLE, "Market Opportunity", "Toncoin Logo", disclaimer))
+    clean_blocks(blocks, TITLE)
+    assert [b.kind for b in blocks[-3:]] == ["widget", "widget", "disclaimer"]
+    assert all(b.kind is None for b in blocks[:-3])
+
+
+def test_the_articles_last_paragraph_past_an_inline_link_stays() -> None:
+    """After the article, a paragraph the detector doubted stays when it continues the article
+    directly, and an ad slot, a "Read more:" link or a caption between them does not break that
+    (the link goes); a paragraph past a heading or a second link does not continue it."""
+    blocks = split_blocks(body_of(*ARTICLE[:3], "Read more: Oil falls as demand slows", ARTICLE[3],
+                                  "Comments", "I think the bank is wrong about this and rates will fall soon enough."))
+    p = np.array([0.9, 0.95, 0.9, 0.3, 0.35, 0.1, 0.3])
+    keep = p >= 0.5
+    fill_gaps(blocks, keep, p)
+    assert keep.tolist() == [True, True, True, False, True, False, False]
+    twice = split_blocks(body_of(*ARTICLE[:3], "Advertisement", "Read more: Oil falls as demand slows", ARTICLE[3]))
+    keep = np.array([True, True, True, False, False, False])
+    fill_gaps(twice, keep, np.array([0.9, 0.95, 0.9, 0.1, 0.3, 0.35]))
+    assert not keep[3:].any()
 
 
 def test_html_page_gives_title_and_paragraphs() -> None:

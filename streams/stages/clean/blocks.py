@@ -126,7 +126,7 @@ SHARE_WORDS = {"share", "shares", "facebook", "twitter", "x", "linkedin", "email
                "print", "copy", "link", "tweet", "pinterest", "reddit", "telegram", "on", "this", "article",
                "story", "via", "messenger", "comment", "comments", "save", "flipboard"}
 SHARE_CUE = {"share", "facebook", "twitter", "linkedin", "whatsapp", "tweet", "pinterest", "telegram"}
-PRICED = re.compile(r"[$€£¥₿%]|\b[A-Z]{2,6}\b|\([A-Z]{2,6}\)")
+PRICED = re.compile(r"[$€£¥₿%]|\b[A-Z]{2,6}\b|\([A-Z]{2,6}\)|(?i:\b(?:logo|icon)$)")
 CRUMB_SEP = re.compile(r"\s*(?:›|»|>|/|\||→|::)\s*")
 CRUMB_CHARS = re.compile(r"[›»>/|→]|::")
 
@@ -257,7 +257,8 @@ def is_widget(block: Block) -> bool:
 
 
 def looks_priced(block: Block) -> bool:
-    """A widget block with a price, a percentage or a ticker in it."""
+    """A widget block with a price, a percentage or a ticker in it, or a logo's alt text ("Toncoin
+    Logo": the detector may keep it and drop the prices beside it)."""
     return bool(PRICED.search(block.text))
 
 
