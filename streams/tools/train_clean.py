@@ -64,6 +64,9 @@ DATASETS = ("l3s-gn1", "dragnet", "cleanportaleval")
 ITERATIONS = 200  # as good as 300 held out (0.9228 against 0.9210), a third less time per page
 DEPTH = 6
 FOLDS = 3
+#: what every model is grown with, the classifiers and the rankers alike
+TREES = {"depth": DEPTH, "learning_rate": 0.1, "random_seed": 0, "thread_count": -1, "verbose": 0,
+         "allow_writing_files": False}
 
 
 def read_pages(path: Path, limit: int | None = None) -> list[dict]:
@@ -187,8 +190,7 @@ def prepare(pages: Iterable[dict], progress: bool = True) -> list[Page]:
 def _fit(X: np.ndarray, y: np.ndarray, weight: np.ndarray | None, iterations: int) -> Trees:
     from catboost import CatBoostClassifier
 
-    model = CatBoostClassifier(iterations=iterations, depth=DEPTH, learning_rate=0.1, random_seed=0,
-                               thread_count=-1, verbose=0, allow_writing_files=False)
+    model = CatBoostClassifier(iterations=iterations, **TREES)
     model.fit(X, y, sample_weight=weight)
     return export(model)
 
@@ -201,8 +203,7 @@ def _fit_ranker(X: np.ndarray, y: np.ndarray, page: np.ndarray, iterations: int)
     text path's exact headlines from 0.878 to 0.893 and the HTML path's from 0.911 to 0.913."""
     from catboost import CatBoost, Pool
 
-    model = CatBoost({"loss_function": "YetiRank", "iterations": iterations, "depth": DEPTH, "learning_rate": 0.1,
-                      "random_seed": 0, "thread_count": -1, "verbose": 0, "allow_writing_files": False})
+    model = CatBoost({"loss_function": "YetiRank", "iterations": iterations, **TREES})
     model.fit(Pool(X, y.astype(float), group_id=page))
     return export(model)
 
