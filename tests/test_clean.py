@@ -111,11 +111,13 @@ def test_an_article_printed_twice_stays_once() -> None:
     assert_exact(result)
 
 
+DISCLAIMER = ("Disclaimer: The articles reposted on this site are provided for informational purposes only. "
+              "They do not necessarily reflect the views of this site.")
+
+
 def test_price_widget_between_article_and_disclaimer_goes() -> None:
     widget = ["Market Opportunity", "Toncoin Logo", "Toncoin Price(TON)", "$3.12", "+2.10%", "USD"]
-    disclaimer = ("Disclaimer: The articles reposted on this site are provided for informational purposes only. "
-                  "They do not necessarily reflect the views of this site.")
-    result = clean_text(body_of(*ARTICLE, *widget, disclaimer), TITLE)
+    result = clean_text(body_of(*ARTICLE, *widget, DISCLAIMER), TITLE)
     assert_exact(result)
     assert sum(result.removed.values()) == len(widget) + 1
 
@@ -135,9 +137,7 @@ def test_price_widget_where_the_kept_article_ends_goes() -> None:
 def test_a_logo_and_a_heading_the_detector_kept_of_a_price_box_go() -> None:
     """The detector may keep a price box's heading and logo alt text and drop its prices: what the
     rules see then carries no price, and the logo's alt text is the widget's sign."""
-    disclaimer = ("Disclaimer: The articles reposted on this site are provided for informational purposes only. "
-                  "They do not necessarily reflect the views of this site.")
-    blocks = split_blocks(body_of(*ARTICLE, "Market Opportunity", "Toncoin Logo", disclaimer))
+    blocks = split_blocks(body_of(*ARTICLE, "Market Opportunity", "Toncoin Logo", DISCLAIMER))
     clean_blocks(blocks, TITLE)
     assert [b.kind for b in blocks[-3:]] == ["widget", "widget", "disclaimer"]
     assert all(b.kind is None for b in blocks[:-3])

@@ -33,7 +33,7 @@ import numpy as np
 from tqdm import tqdm
 
 from streams.stages.clean import is_markup
-from streams.stages.clean.blocks import Block, normalise, split_blocks
+from streams.stages.clean.blocks import MONTH, Block, normalise, split_blocks
 from streams.stages.clean.detector import (
     FEATURES,
     MODEL_DIR,
@@ -54,8 +54,7 @@ TOKEN = re.compile(r"\w+")
 HEADING_END = re.compile(r"[.!?][\"'”’)\]]*$")
 PASSED_OVER = re.compile(r"(?i)(?:by|posted|written|filed|updated|published)\b|.*\bcomments?\b")
 #: a full date (a day with its month, or d/m/y): a year alone is often part of a headline
-FULL_DATE = re.compile(r"(?i)\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\s+\d{1,2}(?:st|nd|rd|th)?\b"
-                       r"|\b\d{1,2}(?:st|nd|rd|th)?\s+(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b"
+FULL_DATE = re.compile(rf"(?i)\b{MONTH}\.?\s+\d{{1,2}}(?:st|nd|rd|th)?\b|\b\d{{1,2}}(?:st|nd|rd|th)?\s+{MONTH}\b"
                        r"|\b\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}\b")
 CLOCK = frozenset(("last", "on", "a", "m", "p", "et", "pt", "ct", "mt", "bst", "cest", "aest", "edt", "pdt", "cdt"))
 CLOCK_NUMBER = re.compile(r"\d+(?:st|nd|rd|th|am|pm)?")

@@ -54,11 +54,13 @@ COMMENTS_MARKER = re.compile(r"^(?:\d+ )?(?:comments|leave a (?:comment|reply)|j
 #: a comment thread's count line: "53 comments… read them below or add one", "1 Comment",
 #: "12 Responses to “Title”", "5 thoughts on “Title”"
 COMMENT_COUNT = re.compile(r"^[{(\[]?\s*(?:\d+|one) (?:comments?|responses?|replies|thoughts? on)\b", re.I)
+#: a month's name or its abbreviation, lower case (match with re.I)
+MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*"
 #: a commenter's line, the first of one comment: a name with a date, a time or "says:"
 COMMENTER = re.compile(
     r"\b\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}\b|\b\d{1,2}:\d{2}\s*(?:[ap]\.?m\b|$)|\bat \d{1,2}:\d{2}\b"
     r"|\b\d+ (?:minutes?|hours?|days?|weeks?|months?|years?) ago\b"
-    r"|\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.? \d{1,2}(?:st|nd|rd|th)?,? (?:19|20)\d\d\b"
+    rf"|\b{MONTH}\.? \d{{1,2}}(?:st|nd|rd|th)?,? (?:19|20)\d\d\b"
     r"|\b(?:says|said|wrote|writes)\s*:?\s*$", re.I)
 #: what a byline under a comment-count link, or a profile's counts, hold and a commenter's line does not
 NOT_A_THREAD = re.compile(r"\b(?:by|written|posted|published|updated|views?|page \d)\b", re.I)

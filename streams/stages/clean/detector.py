@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from streams.settings import DATA_DIR
-from streams.stages.clean.blocks import Block, is_sentence, is_widget, key, trigrams
+from streams.stages.clean.blocks import MONTH, Block, is_sentence, is_widget, key, trigrams
 
 MODEL_DIR = DATA_DIR / "article"
 MODEL_PATH = MODEL_DIR / "model.npz"
@@ -41,7 +41,7 @@ SHAPE_KINDS = ("byline", "caption", "advertisement", "read_more", "tags", "copyr
                "call_to_action", "share", "breadcrumb", "tail")
 SEPARATORS = ("|", "•", "·", "»", "›", ">")
 WORD = re.compile(r"\w+")
-DATED = re.compile(r"\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.? \d"
+DATED = re.compile(rf"\b{MONTH}\.? \d"
                    r"|\b\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}|\b\d{1,2}:\d{2}\b|\b(?:19|20)\d\d\b", re.I)
 LINKISH = re.compile(r"https?://|www\.|\.com\b|@\w+\.", re.I)
 #: Words of page furniture and comment threads, in any site's language of menus (a cue, not a cut).
